@@ -1,0 +1,560 @@
+//! The script: what the simulated accounts are and how the backend answers them.
+//!
+//! Every type here is plain serde data in camelCase so that the same script can be
+//! built in Rust tests or written as a JSON file for the `dispatch-sim` binary.
+//! Missing fields take the defaults documented on each field (and in sim/README.md).
+
+use serde::{Deserialize, Serialize};
+
+/// The whole simulated world: accounts plus a few global knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Script {
+    /// The scripted ChatGPT accounts, in order. The first one is the default login.
+    #[serde(default)]
+    pub accounts: Vec<AccountScript>,
+    /// Delay before every `/codex/responses` answer (benchmarks use 50 ms).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// How the device-code login behaves.
+    #[serde(default)]
+    pub device: DeviceScript,
+    /// How many of the newest `/codex/responses` requests the log keeps (default 1000).
+    #[serde(default = "default_log_limit")]
+    pub request_log_limit: usize,
+}
+
+fn default_log_limit() -> usize {
+    1000
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            accounts: Vec::new(),
+            latency_ms: 0,
+            device: DeviceScript::default(),
+            request_log_limit: default_log_limit(),
+        }
+    }
+}
+
+impl Script {
+    /// `n` accounts named `acct-a`, `acct-b`, ... (`acct-26`, ... past the alphabet),
+    /// each answering "hello from <id>" by default.
+    pub fn default_accounts(n: usize) -> Script {
+        let accounts = (0..n)
+            .map(|i| AccountScript::new(&account_name(i)))
+            .collect();
+        Script {
+            accounts,
+            ..Script::default()
+        }
+    }
+
+    /// Parses a script from its JSON text.
+    pub fn from_json(text: &str) -> Result<Script, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Adds an account (builder style).
+    pub fn with_account(mut self, account: AccountScript) -> Script {
+        self.accounts.push(account);
+        self
+    }
+
+    /// Sets the delay before every `/codex/responses` answer (builder style).
+    pub fn with_latency_ms(mut self, latency_ms: u64) -> Script {
+        self.latency_ms = latency_ms;
+        self
+    }
+
+    /// Mutable access to one account by id, for tweaking a `default_accounts` script.
+    pub fn account_mut(&mut self, account_id: &str) -> Option<&mut AccountScript> {
+        self.accounts
+            .iter_mut()
+            .find(|a| a.account_id == account_id)
+    }
+}
+
+/// The name `default_accounts` gives account number `i`.
+pub fn account_name(i: usize) -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+    match LETTERS.get(i) {
+        Some(letter) => format!("acct-{}", *letter as char),
+        None => format!("acct-{i}"),
+    }
+}
+
+/// One ChatGPT account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountScript {
+    /// The `chatgpt_account_id`; also the value of the `chatgpt-account-id` header.
+    pub account_id: String,
+    /// The `chatgpt_user_id`; defaults to `user-<accountId>`.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Defaults to `<accountId>@example.com`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `chatgpt_plan_type`; defaults to `plus`.
+    #[serde(default = "default_plan")]
+    pub plan: String,
+    /// Rate-limit windows reported in headers and by the usage endpoints.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Queue of behaviors for `/codex/responses`, one popped per request.
+    #[serde(default)]
+    pub behaviors: Vec<Behavior>,
+    /// What answers once the queue is empty; defaults to `ok` with "hello from <accountId>".
+    #[serde(default)]
+    pub default: Option<Behavior>,
+    /// Lifetime of minted access tokens; an expired token gets 401 like a revoked one.
+    #[serde(default = "default_ttl")]
+    pub access_token_ttl_seconds: u64,
+    /// Queue of behaviors for `/oauth/token` calls that concern this account.
+    #[serde(default)]
+    pub token_behaviors: Vec<TokenBehavior>,
+    /// How the usage endpoints answer for this account.
+    #[serde(default)]
+    pub usage_endpoint: UsageEndpointScript,
+}
+
+fn default_plan() -> String {
+    "plus".to_string()
+}
+
+fn default_ttl() -> u64 {
+    3600
+}
+
+impl AccountScript {
+    /// An account with every field at its default.
+    pub fn new(account_id: &str) -> AccountScript {
+        AccountScript {
+            account_id: account_id.to_string(),
+            user_id: None,
+            email: None,
+            plan: default_plan(),
+            usage: Usage::default(),
+            behaviors: Vec::new(),
+            default: None,
+            access_token_ttl_seconds: default_ttl(),
+            token_behaviors: Vec::new(),
+            usage_endpoint: UsageEndpointScript::default(),
+        }
+    }
+
+    pub fn with_usage(mut self, usage: Usage) -> AccountScript {
+        self.usage = usage;
+        self
+    }
+
+    pub fn with_behaviors(mut self, behaviors: Vec<Behavior>) -> AccountScript {
+        self.behaviors = behaviors;
+        self
+    }
+
+    pub fn with_default(mut self, behavior: Behavior) -> AccountScript {
+        self.default = Some(behavior);
+        self
+    }
+
+    pub fn with_plan(mut self, plan: &str) -> AccountScript {
+        self.plan = plan.to_string();
+        self
+    }
+
+    pub fn with_email(mut self, email: &str) -> AccountScript {
+        self.email = Some(email.to_string());
+        self
+    }
+
+    pub fn with_token_behaviors(mut self, behaviors: Vec<TokenBehavior>) -> AccountScript {
+        self.token_behaviors = behaviors;
+        self
+    }
+
+    pub fn with_access_token_ttl_seconds(mut self, seconds: u64) -> AccountScript {
+        self.access_token_ttl_seconds = seconds;
+        self
+    }
+
+    pub fn with_usage_endpoint(mut self, usage_endpoint: UsageEndpointScript) -> AccountScript {
+        self.usage_endpoint = usage_endpoint;
+        self
+    }
+
+    /// The user id after defaults.
+    pub fn user_id(&self) -> String {
+        self.user_id
+            .clone()
+            .unwrap_or_else(|| format!("user-{}", self.account_id))
+    }
+
+    /// The email after defaults.
+    pub fn email(&self) -> String {
+        self.email
+            .clone()
+            .unwrap_or_else(|| format!("{}@example.com", self.account_id))
+    }
+}
+
+/// The account's rate-limit windows. A missing window takes its default (5 h primary,
+/// weekly secondary, both at 0%); an explicit `null` means the account has no such window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    #[serde(default = "five_hour_window")]
+    pub primary: Option<Window>,
+    #[serde(default = "weekly_window")]
+    pub secondary: Option<Window>,
+}
+
+impl Default for Usage {
+    fn default() -> Usage {
+        Usage {
+            primary: five_hour_window(),
+            secondary: weekly_window(),
+        }
+    }
+}
+
+impl Usage {
+    /// Both default windows at the given percentages.
+    pub fn percent(primary: f64, secondary: f64) -> Usage {
+        Usage {
+            primary: Some(Window::five_hour(primary)),
+            secondary: Some(Window::weekly(secondary)),
+        }
+    }
+
+    /// An account that only reports a weekly window, as `primary` (secondary null).
+    pub fn weekly_only(used_percent: f64) -> Usage {
+        Usage {
+            primary: Some(Window::weekly(used_percent)),
+            secondary: None,
+        }
+    }
+}
+
+fn five_hour_window() -> Option<Window> {
+    Some(Window::five_hour(0.0))
+}
+
+fn weekly_window() -> Option<Window> {
+    Some(Window::weekly(0.0))
+}
+
+/// One rate-limit window. `resetAfterSeconds` counts from the moment the usage is set
+/// (sim start, `set_usage`, or the admin call); the sim then reports a fixed `reset_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    #[serde(default)]
+    pub used_percent: f64,
+    pub window_minutes: u64,
+    #[serde(default)]
+    pub reset_after_seconds: u64,
+}
+
+impl Window {
+    pub fn five_hour(used_percent: f64) -> Window {
+        Window {
+            used_percent,
+            window_minutes: 300,
+            reset_after_seconds: 5 * 3600,
+        }
+    }
+
+    pub fn weekly(used_percent: f64) -> Window {
+        Window {
+            used_percent,
+            window_minutes: 10080,
+            reset_after_seconds: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// How `/codex/responses` answers one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Behavior {
+    /// 200 SSE with the full event sequence of a text answer.
+    Ok {
+        /// The answer; defaults to "hello from <accountId>".
+        #[serde(default)]
+        text: Option<String>,
+        /// How many `response.output_text.delta` events carry the text.
+        #[serde(default = "default_deltas")]
+        deltas: u32,
+        /// Pause between two deltas.
+        #[serde(default)]
+        delay_ms: u64,
+        /// Pause before the first delta (after the headers and `response.created`).
+        #[serde(default)]
+        first_delay_ms: u64,
+    },
+    /// 200 SSE of ~16 KiB deltas until about `bytes` bytes of SSE were sent.
+    Big { bytes: u64 },
+    /// 429 `usage_limit_reached`.
+    UsageLimit {
+        #[serde(default = "default_resets_in")]
+        resets_in_seconds: u64,
+    },
+    /// 429 `usage_not_included`.
+    UsageNotIncluded,
+    /// 429 `rate_limit_exceeded` with `Retry-After`.
+    RateLimited {
+        #[serde(default = "default_retry_after")]
+        retry_after_seconds: u64,
+    },
+    /// 200 SSE that fails in-stream.
+    StreamError {
+        code: String,
+        #[serde(default)]
+        style: StreamErrorStyle,
+        /// Send `response.created` and `response.in_progress` before the failure.
+        #[serde(default = "default_true")]
+        after_created: bool,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// 401 as for a revoked token.
+    Unauthorized,
+    /// A 5xx (or any status) with a JSON error body.
+    ServerError {
+        #[serde(default = "default_server_status")]
+        status: u16,
+        #[serde(default)]
+        retry_after_seconds: Option<u64>,
+    },
+    /// 200 SSE: created, output_item.added, one delta, then the connection is reset.
+    CutAfterFirstDelta {
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// Never answers, not even headers, until the client goes away.
+    HangBeforeHeaders,
+    /// 200 headers, then nothing until the client goes away. `hang` is an alias.
+    #[serde(alias = "hang")]
+    HangAfterHeaders,
+}
+
+fn default_deltas() -> u32 {
+    3
+}
+
+fn default_resets_in() -> u64 {
+    3600
+}
+
+fn default_retry_after() -> u64 {
+    5
+}
+
+fn default_server_status() -> u16 {
+    500
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Behavior {
+    /// `ok` with the given text and defaults otherwise.
+    pub fn ok(text: &str) -> Behavior {
+        Behavior::Ok {
+            text: Some(text.to_string()),
+            deltas: default_deltas(),
+            delay_ms: 0,
+            first_delay_ms: 0,
+        }
+    }
+
+    /// `ok` with text split into `deltas` pieces, `delay_ms` apart.
+    pub fn ok_slow(text: &str, deltas: u32, delay_ms: u64) -> Behavior {
+        Behavior::Ok {
+            text: Some(text.to_string()),
+            deltas,
+            delay_ms,
+            first_delay_ms: 0,
+        }
+    }
+
+    pub fn usage_limit(resets_in_seconds: u64) -> Behavior {
+        Behavior::UsageLimit { resets_in_seconds }
+    }
+
+    pub fn rate_limited(retry_after_seconds: u64) -> Behavior {
+        Behavior::RateLimited {
+            retry_after_seconds,
+        }
+    }
+
+    pub fn server_error(status: u16) -> Behavior {
+        Behavior::ServerError {
+            status,
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn stream_error(code: &str, style: StreamErrorStyle) -> Behavior {
+        Behavior::StreamError {
+            code: code.to_string(),
+            style,
+            after_created: true,
+            message: None,
+        }
+    }
+
+    /// The `kind` tag, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Behavior::Ok { .. } => "ok",
+            Behavior::Big { .. } => "big",
+            Behavior::UsageLimit { .. } => "usageLimit",
+            Behavior::UsageNotIncluded => "usageNotIncluded",
+            Behavior::RateLimited { .. } => "rateLimited",
+            Behavior::StreamError { .. } => "streamError",
+            Behavior::Unauthorized => "unauthorized",
+            Behavior::ServerError { .. } => "serverError",
+            Behavior::CutAfterFirstDelta { .. } => "cutAfterFirstDelta",
+            Behavior::HangBeforeHeaders => "hangBeforeHeaders",
+            Behavior::HangAfterHeaders => "hangAfterHeaders",
+        }
+    }
+}
+
+/// Which in-stream failure shape `streamError` sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StreamErrorStyle {
+    /// `{"type":"error","code":...}`
+    #[default]
+    Error,
+    /// `{"type":"response.failed","response":{"error":{"code":...}}}`
+    Failed,
+}
+
+/// How one `/oauth/token` call for an account goes wrong (or is slowed down).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TokenBehavior {
+    /// Answer with this status and a JSON error body; nothing rotates.
+    ServerError {
+        #[serde(default = "default_server_status")]
+        status: u16,
+    },
+    /// Never answer until the client goes away.
+    Hang,
+    /// 200 with a body that is not valid JSON.
+    Malformed,
+    /// 401 `refresh_token_expired`.
+    Expired,
+    /// 401 `refresh_token_invalidated`.
+    Invalidated,
+    /// 401 `refresh_token_reused`, as if another process had won the race.
+    Reused,
+    /// 400 `invalid_grant`.
+    InvalidGrant,
+    /// Wait, then answer normally.
+    DelayMs { ms: u64 },
+}
+
+/// How the usage endpoints answer for one account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageEndpointScript {
+    /// Delay before either usage endpoint answers.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Overrides `delayMs` for `/wham/usage`.
+    #[serde(default)]
+    pub wham_delay_ms: Option<u64>,
+    /// Overrides `delayMs` for `/codex/usage`.
+    #[serde(default)]
+    pub codex_delay_ms: Option<u64>,
+    /// Status for `/wham/usage`; anything but 200 answers with an error body.
+    #[serde(default)]
+    pub wham_status: Option<u16>,
+    /// Status for `/codex/usage`.
+    #[serde(default)]
+    pub codex_status: Option<u16>,
+}
+
+/// How the device-code login behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceScript {
+    /// The `interval` handed out (as a string, like the real server). The real one is 5.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+    /// Approve every device login on its Nth poll (1 = the first poll succeeds).
+    #[serde(default)]
+    pub auto_approve_after_polls: Option<u32>,
+    /// The account an auto-approved login signs in as; defaults to the first account.
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+fn default_interval() -> u64 {
+    1
+}
+
+impl Default for DeviceScript {
+    fn default() -> DeviceScript {
+        DeviceScript {
+            interval_seconds: default_interval(),
+            auto_approve_after_polls: None,
+            account_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"{ "accounts": [ { "accountId": "acct-a", "userId": "user-a", "email": "a@example.com", "plan": "plus",
+            "usage": { "primary": {"usedPercent": 0, "windowMinutes": 300, "resetAfterSeconds": 18000}, "secondary": null },
+            "behaviors": [ {"kind": "usageLimit", "resetsInSeconds": 3600}, {"kind": "hang"} ],
+            "default": {"kind": "ok", "text": "hello from acct-a", "deltas": 5, "delayMs": 0, "firstDelayMs": 0},
+            "accessTokenTtlSeconds": 3600 } ],
+          "latencyMs": 50 }"#;
+        let script = Script::from_json(text).expect("example parses");
+        let account = &script.accounts[0];
+        assert_eq!(account.usage.secondary, None);
+        assert_eq!(account.behaviors[1], Behavior::HangAfterHeaders);
+        assert_eq!(script.latency_ms, 50);
+    }
+
+    #[test]
+    fn missing_windows_take_defaults() {
+        let script = Script::from_json(r#"{"accounts":[{"accountId":"x"}]}"#).expect("parses");
+        assert_eq!(script.accounts[0].usage, Usage::default());
+        assert_eq!(script.accounts[0].email(), "x@example.com");
+    }
+
+    #[test]
+    fn default_accounts_are_named_by_letter() {
+        let script = Script::default_accounts(3);
+        let ids: Vec<_> = script
+            .accounts
+            .iter()
+            .map(|a| a.account_id.as_str())
+            .collect();
+        assert_eq!(ids, ["acct-a", "acct-b", "acct-c"]);
+    }
+}

@@ -1,0 +1,254 @@
+//! The admin API over HTTP and the `dispatch-sim` binary, as Node tests use them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, parse_sse};
+use dispatch_sim::{Script, Simulator};
+use serde_json::{Value, json};
+
+async fn admin_post(base: &str, path: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(format!("{base}/__sim/{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("admin answers")
+}
+
+async fn admin_get(base: &str, path: &str) -> Value {
+    client()
+        .get(format!("{base}/__sim/{path}"))
+        .send()
+        .await
+        .expect("admin answers")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn model_call(base: &str, account_id: &str, access: &str) -> reqwest::Response {
+    client()
+        .post(format!("{base}/backend-api/codex/responses"))
+        .header("authorization", format!("Bearer {access}"))
+        .header("chatgpt-account-id", account_id)
+        .body(r#"{"model":"m","input":[]}"#)
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test]
+async fn admin_api_scripts_behaviors_usage_and_reports_stats() {
+    let sim = Simulator::start(Script::default_accounts(2))
+        .await
+        .expect("sim starts");
+    let base = sim.base_url();
+    let tokens = admin_get(&base, "tokens/acct-a").await;
+    let access = tokens["access"].as_str().expect("access").to_string();
+    assert_eq!(tokens["accountId"], "acct-a");
+    assert!(tokens["expiresAtMs"].as_u64().is_some());
+
+    // Replace the queue (bare array), then set the default (object form), then push.
+    let ok = admin_post(
+        &base,
+        "behaviors/acct-a",
+        json!([{"kind": "usageLimit", "resetsInSeconds": 60}]),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    admin_post(
+        &base,
+        "behaviors/acct-a",
+        json!({"default": {"kind": "ok", "text": "new default"}}),
+    )
+    .await;
+    admin_post(
+        &base,
+        "behaviors/acct-a/push",
+        json!({"kind": "serverError", "status": 502}),
+    )
+    .await;
+    admin_post(
+        &base,
+        "usage/acct-a",
+        json!({"primary": {"usedPercent": 77, "windowMinutes": 300, "resetAfterSeconds": 100}, "secondary": null}),
+    )
+    .await;
+
+    let first = model_call(&base, "acct-a", &access).await;
+    assert_eq!(first.status(), 429);
+    assert_eq!(first.headers()["x-codex-primary-used-percent"], "77");
+    assert!(
+        first
+            .headers()
+            .get("x-codex-secondary-window-minutes")
+            .is_none()
+    );
+    assert_eq!(model_call(&base, "acct-a", &access).await.status(), 502);
+    let third = model_call(&base, "acct-a", &access).await;
+    let events = parse_sse(&third.text().await.expect("body"));
+    assert!(
+        events
+            .iter()
+            .any(|(_, d)| d["item"]["content"][0]["text"] == "new default")
+    );
+
+    let stats = admin_get(&base, "stats").await;
+    assert_eq!(stats["accounts"]["acct-a"]["served"], 3);
+    assert_eq!(stats["accounts"]["acct-a"]["behaviors"]["usageLimit"], 1);
+    assert_eq!(stats["accounts"]["acct-b"]["responses"], 0);
+    let logged = &stats["requests"][0];
+    assert_eq!(logged["rawBodyBase64"], "eyJtb2RlbCI6Im0iLCJpbnB1dCI6W119");
+    assert_eq!(logged["bodyJson"]["model"], "m");
+    assert_eq!(logged["behavior"]["kind"], "usageLimit");
+    assert_eq!(logged["status"], 429);
+    assert_eq!(logged["outcome"], "finished");
+
+    admin_post(&base, "reset-stats", json!({})).await;
+    let stats = admin_get(&base, "stats").await;
+    assert_eq!(stats["requests"], json!([]));
+    assert_eq!(stats["accounts"]["acct-a"]["served"], 0);
+
+    // Revoke makes the backend refuse the token.
+    admin_post(&base, "revoke/acct-a", json!({})).await;
+    assert_eq!(model_call(&base, "acct-a", &access).await.status(), 401);
+
+    // Unknown accounts and bad bodies are reported, not ignored.
+    assert_eq!(
+        admin_post(&base, "behaviors/nope", json!([]))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        admin_post(&base, "behaviors/acct-a", json!([{"kind": "bogus"}]))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        admin_post(&base, "login", json!({"accountId": "nope"}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        admin_post(&base, "device/approve", json!({}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        admin_post(&base, "login", json!({"accountId": "acct-b"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        admin_post(
+            &base,
+            "token-behaviors/acct-b",
+            json!([{"kind": "delayMs", "ms": 10}])
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+/// Kills the child if a test assertion fails before it exits.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_prints_its_urls_and_tokens_then_serves() {
+    let script = json!({
+        "accounts": [
+            {"accountId": "acct-x", "default": {"kind": "ok", "text": "from the binary"}},
+            {"accountId": "acct-y", "usage": {"primary": {"usedPercent": 5, "windowMinutes": 10080}, "secondary": null}}
+        ],
+        "latencyMs": 0
+    });
+    let path = std::env::temp_dir().join(format!("dispatch-sim-test-{}.json", std::process::id()));
+    std::fs::write(&path, script.to_string()).expect("script written");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_dispatch-sim"))
+        .arg("--script")
+        .arg(&path)
+        .arg("--exit-on-stdin-close")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut child = ChildGuard(child);
+    let stdout = child.0.stdout.take().expect("stdout piped");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader joins")
+    .expect("one line");
+    let _ = std::fs::remove_file(&path);
+
+    let ready: Value = serde_json::from_str(&line).expect("the line is JSON");
+    let base = ready["baseUrl"].as_str().expect("baseUrl").to_string();
+    assert!(base.starts_with("http://127.0.0.1:"));
+    assert_eq!(ready["backendBase"], format!("{base}/backend-api"));
+    assert_eq!(ready["issuer"], base);
+    let access = ready["accounts"]["acct-x"]["access"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert!(ready["accounts"]["acct-y"]["refresh"].is_string());
+
+    let response = model_call(&base, "acct-x", &access).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("from the binary")
+    );
+
+    // Closing stdin ends the process.
+    if let Some(mut stdin) = child.0.stdin.take() {
+        let _ = stdin.flush();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait works") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exits cleanly once stdin closes"
+    );
+}
+
+#[test]
+fn binary_rejects_a_missing_script() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dispatch-sim"))
+        .arg("--script")
+        .arg("/nonexistent/script.json")
+        .output()
+        .expect("binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot load"));
+}

@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use dispatch_sim::Simulator;
+use serde_json::{Value, json};
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client builds")
+}
+
+/// A minimal Responses API body, as pi sends it.
+pub fn request_body() -> Value {
+    json!({
+        "model": "gpt-5.1-codex",
+        "store": false,
+        "stream": true,
+        "instructions": "You are a helpful assistant.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    })
+}
+
+/// POSTs to /codex/responses as `account_id` with its current access token.
+pub async fn post_responses(sim: &Simulator, account_id: &str) -> reqwest::Response {
+    let token = sim.tokens(account_id).expect("scripted account").access;
+    post_responses_with(sim, account_id, &token).await
+}
+
+pub async fn post_responses_with(
+    sim: &Simulator,
+    account_id: &str,
+    token: &str,
+) -> reqwest::Response {
+    client()
+        .post(format!("{}/codex/responses", sim.backend_base()))
+        .header("authorization", format!("Bearer {token}"))
+        .header("chatgpt-account-id", account_id)
+        .header("accept", "text/event-stream")
+        .json(&request_body())
+        .send()
+        .await
+        .expect("request reaches the sim")
+}
+
+/// Splits an SSE text into (event name, parsed data) pairs.
+pub fn parse_sse(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(rest) = line.strip_prefix("event: ") {
+                    name = rest.to_string();
+                } else if let Some(rest) = line.strip_prefix("data: ") {
+                    data.push_str(rest);
+                }
+            }
+            (name, serde_json::from_str(&data).expect("data is JSON"))
+        })
+        .collect()
+}
+
+/// POSTs a form to the token endpoint.
+pub async fn token_form(sim: &Simulator, pairs: &[(&str, &str)]) -> reqwest::Response {
+    let mut form = String::new();
+    for (name, value) in pairs {
+        if !form.is_empty() {
+            form.push('&');
+        }
+        form.push_str(name);
+        form.push('=');
+        form.push_str(&percent_encode(value));
+    }
+    client()
+        .post(format!("{}/oauth/token", sim.issuer()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("token endpoint answers")
+}
+
+pub fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,44 @@
+//! What every part of the core shares: where the servers are, the accounts file, and the one
+//! HTTP client every upstream call goes through.
+
+use std::time::Duration;
+
+use crate::config::{self, Endpoints};
+use crate::error::{Error, ErrorKind};
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub endpoints: Endpoints,
+    pub store: Store,
+    /// Shared so connections to the backend are pooled across requests and accounts.
+    pub http: reqwest::Client,
+}
+
+impl Context {
+    /// Reads the configuration from the environment (see `config`).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::new(Endpoints::from_env()?, Store::new(config::agent_dir()?))
+    }
+
+    pub fn new(endpoints: Endpoints, store: Store) -> Result<Self, Error> {
+        Ok(Self {
+            endpoints,
+            store,
+            http: build_client()?,
+        })
+    }
+}
+
+fn build_client() -> Result<reqwest::Client, Error> {
+    // reqwest is built without a bundled crypto provider; ring is ours (see Cargo.toml).
+    // Installing fails only if a provider is already installed, which serves just as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        // A redirect would carry an account's token to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Config, "cannot set up the HTTP client").with_source(e))
+}

@@ -1,0 +1,99 @@
+//! Expected failures as values: a kind a program can branch on, a message a user can act on, and
+//! the underlying cause kept for the chain.
+//!
+//! Messages never contain secrets: tokens are not formatted into them anywhere in the crate, and
+//! causes come from I/O, JSON and HTTP errors, which carry no request headers or bodies.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad configuration (an environment override, no home directory).
+    Config,
+    /// The accounts file exists but cannot be understood; it is left untouched.
+    StoreUnreadable,
+    /// The accounts file was written by a newer pi-dispatch; it is left untouched.
+    StoreTooNew,
+    /// Reading or writing the accounts file failed at the OS level.
+    StoreIo,
+    /// No account in the pool can serve a request.
+    NoUsableAccount,
+    /// The proxy could not start.
+    Proxy,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::StoreUnreadable => "store_unreadable",
+            Self::StoreTooNew => "store_too_new",
+            Self::StoreIo => "store_io",
+            Self::NoUsableAccount => "no_usable_account",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    source: Option<Cause>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(mut self, source: impl Into<Cause>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The message followed by every cause, for a user who needs the whole story in one line.
+    pub fn chain(&self) -> String {
+        let mut out = self.message.clone();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        out
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_lists_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let err = Error::new(ErrorKind::StoreIo, "cannot write /x/dispatch.json").with_source(io);
+        assert_eq!(err.chain(), "cannot write /x/dispatch.json: denied");
+        assert_eq!(err.kind.as_str(), "store_io");
+    }
+}

@@ -1,0 +1,400 @@
+//! The loopback HTTP server that pi's own Codex client talks to.
+//!
+//! pi is given a base URL on 127.0.0.1 and a credential that is not any account's token. For
+//! each model request the proxy checks that the caller is this pi process (the credential, a
+//! loopback `Host`, no browser `Origin`), picks an account, and forwards the request body
+//! byte for byte to the real backend with that account's token. The reply streams back as it
+//! arrives; when pi goes away, dropping the reply body drops the upstream request with it.
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::RngExt as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::is_loopback_host;
+use crate::context::Context;
+use crate::error::{Error, ErrorKind};
+
+/// Request bodies hold a whole conversation, images included; beyond this something is wrong.
+const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
+/// Request line plus headers. hyper answers 431 past it.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// A local client that cannot send its headers or body within these is stuck or hostile.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The path pi's Codex client calls, relative to the base URL it is given.
+const RESPONSES_PATH: &str = "/codex/responses";
+/// What the credential's JWT payload names as the ChatGPT account. pi's client requires one
+/// and forwards it as `chatgpt-account-id`; the proxy replaces it with the real account's.
+const CREDENTIAL_ACCOUNT_ID: &str = "pi-dispatch";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A running proxy. It serves until dropped.
+pub struct Proxy {
+    port: u16,
+    credential: String,
+    _shutdown: watch::Sender<()>,
+}
+
+impl Proxy {
+    /// Binds 127.0.0.1 on an ephemeral port and starts serving on the current tokio runtime.
+    pub async fn start(ctx: Arc<Context>) -> Result<Self, Error> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Proxy, "cannot listen on 127.0.0.1").with_source(e)
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| {
+                Error::new(ErrorKind::Proxy, "cannot read the proxy's port").with_source(e)
+            })?
+            .port();
+        let credential = new_credential();
+        let gate = Arc::new(Gate {
+            port,
+            expected_authorization: format!("Bearer {credential}").into_bytes(),
+        });
+        let (shutdown, stopped) = watch::channel(());
+        tokio::spawn(accept_loop(listener, gate, ctx, stopped));
+        Ok(Self {
+            port,
+            credential,
+            _shutdown: shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The base URL to give pi's Codex client; it appends `/codex/responses`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What pi must present as its API key. JWT-shaped because pi's Codex client decodes an
+    /// account id from it; its signature part is this process's random secret.
+    pub fn credential(&self) -> &str {
+        &self.credential
+    }
+}
+
+fn new_credential() -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    // pi decodes this part with `atob`, which takes the standard alphabet only.
+    let claims = serde_json::json!({
+        "https://api.openai.com/auth": { "chatgpt_account_id": CREDENTIAL_ACCOUNT_ID }
+    });
+    let payload = STANDARD.encode(claims.to_string());
+    let secret: [u8; 32] = rand::rng().random();
+    format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(secret))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    ctx: Arc<Context>,
+    mut stopped: watch::Receiver<()>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let (gate, ctx) = (gate.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req| serve(gate.clone(), ctx.clone(), req));
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_HEAD)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Decides whether a request comes from the pi process that owns this proxy.
+struct Gate {
+    port: u16,
+    expected_authorization: Vec<u8>,
+}
+
+impl Gate {
+    fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if !self.host_is_ours(headers) {
+            return Err(Refusal::forbidden(
+                "the Host header must name this loopback proxy",
+            ));
+        }
+        // Browsers always send Origin on cross-site requests; pi never does.
+        if headers.contains_key(header::ORIGIN) {
+            return Err(Refusal::forbidden(
+                "requests from web pages are not accepted",
+            ));
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if !constant_time_eq(presented, &self.expected_authorization) {
+            return Err(Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                message: "missing or wrong pi-dispatch credential".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Guards against DNS rebinding: only `127.0.0.1:<port>`, `localhost:<port>`, `[::1]:<port>`.
+    fn host_is_ours(&self, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        let Some((name, port)) = host.rsplit_once(':') else {
+            return false;
+        };
+        port.parse() == Ok(self.port) && is_loopback_host(name)
+    }
+}
+
+/// Compares in time that depends only on the lengths, so the secret cannot be guessed byte by
+/// byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A request the proxy answers itself instead of forwarding.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn forbidden(message: &str) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        let body = serde_json::json!({
+            "error": { "type": "pi_dispatch", "message": format!("pi-dispatch: {}", self.message) }
+        });
+        let mut response = Response::new(full(body.to_string()));
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+fn full(text: String) -> ProxyBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+async fn serve(
+    gate: Arc<Gate>,
+    ctx: Arc<Context>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let result = async {
+        gate.check(req.headers())?;
+        route(&req)?;
+        forward(&ctx, req).await
+    }
+    .await;
+    Ok(result.unwrap_or_else(Refusal::into_response))
+}
+
+fn route(req: &Request<Incoming>) -> Result<(), Refusal> {
+    if req.headers().contains_key(header::UPGRADE) {
+        // pi tries a WebSocket first; a refusal makes it use SSE for the rest of the session.
+        return Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "WebSocket is not supported; use SSE".into(),
+        });
+    }
+    if req.uri().path() != RESPONSES_PATH {
+        return Err(Refusal {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no route for {}", req.uri().path()),
+        });
+    }
+    if req.method() != Method::POST {
+        return Err(Refusal {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!("{RESPONSES_PATH} takes POST"),
+        });
+    }
+    Ok(())
+}
+
+async fn forward(ctx: &Context, req: Request<Incoming>) -> Result<Response<ProxyBody>, Refusal> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body).await?;
+
+    let file = ctx.store.load().map_err(|e| Refusal {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.chain(),
+    })?;
+    let account = file.first_usable(crate::now_ms()).ok_or_else(|| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message: "no usable account in the pool; add one with /dispatch-login".into(),
+    })?;
+
+    let mut upstream = ctx.http.post(ctx.endpoints.responses_url());
+    for (name, value) in &parts.headers {
+        if forwards(name) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let upstream = upstream
+        .bearer_auth(&account.tokens.access_token)
+        .header("chatgpt-account-id", &account.chatgpt_account_id)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("cannot reach the Codex backend: {}", error_chain(&e)),
+        })?;
+
+    let status = upstream.status();
+    let headers: Vec<_> = upstream
+        .headers()
+        .iter()
+        .filter(|(name, _)| !is_hop_by_hop(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    // Each chunk goes to pi as soon as it arrives; dropping this body (pi went away) drops the
+    // upstream response and so closes the upstream connection.
+    let stream = upstream
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(|e| Box::new(e) as BoxError);
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().extend(headers);
+    Ok(response)
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
+    let too_large = || Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body over {} MiB", MAX_REQUEST_BODY >> 20),
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_REQUEST_BODY).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("cannot read the request body: {e}"),
+        }),
+        Err(_) => Err(Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: "the request body did not arrive in time".into(),
+        }),
+    }
+}
+
+/// pi's headers go upstream, except those that describe this hop or carry pi's credential.
+fn forwards(name: &HeaderName) -> bool {
+    !is_hop_by_hop(name)
+        && name != header::HOST
+        && name != header::AUTHORIZATION
+        && name != header::CONTENT_LENGTH
+        && name.as_str() != "chatgpt-account-id"
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_is_what_pi_can_decode() {
+        let credential = new_credential();
+        let parts: Vec<&str> = credential.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        // pi decodes with atob, which rejects the URL-safe alphabet.
+        assert!(!parts[1].contains(['-', '_']));
+        let claims: serde_json::Value =
+            serde_json::from_slice(&STANDARD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(
+            claims["https://api.openai.com/auth"]["chatgpt_account_id"],
+            CREDENTIAL_ACCOUNT_ID
+        );
+        assert_ne!(
+            new_credential(),
+            credential,
+            "each proxy has its own secret"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+        assert!(!constant_time_eq(b"", b"Bearer abc"));
+    }
+}

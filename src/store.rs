@@ -1,0 +1,313 @@
+//! The accounts file, `<agent dir>/dispatch.json`.
+//!
+//! Several pi processes share it. Every change takes an exclusive lock on a sibling lock file,
+//! re-reads the current file, applies the change, writes a temp file, fsyncs it, renames it over
+//! the old one and fsyncs the directory, so a reader sees either the old or the new state and a
+//! crash at any point loses nothing that was already on disk. Reads need no lock for the same
+//! reason.
+//!
+//! A file that cannot be understood (bad JSON, unknown shape, a newer schema) is never
+//! overwritten: every operation fails with a message that names the file and says what to do.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+const FILE_NAME: &str = "dispatch.json";
+const TEMP_PREFIX: &str = "dispatch.json.tmp-";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountsFile {
+    pub version: u32,
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// Stable local id; survives renames and re-logins.
+    pub id: String,
+    pub label: String,
+    /// The ChatGPT account (workspace) id sent upstream as `chatgpt-account-id`.
+    pub chatgpt_account_id: String,
+    #[serde(default)]
+    pub chatgpt_user_id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub plan: Option<String>,
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub state: AccountState,
+    /// The last usage seen for this account, from the usage endpoint or response headers.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub added_at_ms: u64,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// When the access token expires, in unix milliseconds.
+    pub expires_at_ms: u64,
+}
+
+/// Secrets never reach a log through `{:?}`.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum AccountState {
+    #[default]
+    Usable,
+    /// Out of quota (or briefly throttled) until the given time.
+    #[serde(rename_all = "camelCase")]
+    Benched { until_ms: u64, reason: String },
+    /// Refresh failed for good; only a new login fixes it.
+    #[serde(rename_all = "camelCase")]
+    NeedsLogin { reason: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// When this view was taken, in unix milliseconds.
+    pub observed_at_ms: u64,
+    #[serde(default)]
+    pub windows: Vec<UsageWindow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageWindow {
+    /// Length of the window in seconds (18000 = 5 hours, 604800 = weekly); the only reliable
+    /// way to tell windows apart.
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
+    pub used_percent: f64,
+    #[serde(default)]
+    pub resets_at_ms: Option<u64>,
+}
+
+impl Account {
+    pub fn is_usable(&self, now_ms: u64) -> bool {
+        match &self.state {
+            AccountState::Usable => true,
+            AccountState::Benched { until_ms, .. } => *until_ms <= now_ms,
+            AccountState::NeedsLogin { .. } => false,
+        }
+    }
+}
+
+impl AccountsFile {
+    fn empty() -> Self {
+        Self {
+            version: SCHEMA_VERSION,
+            accounts: Vec::new(),
+        }
+    }
+
+    /// The first account that can serve a request now.
+    pub fn first_usable(&self, now_ms: u64) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.is_usable(now_ms))
+    }
+}
+
+/// Handle on the accounts file of one agent directory. Cheap; does no I/O until used.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(agent_dir: impl Into<PathBuf>) -> Self {
+        let dir = agent_dir.into();
+        let path = dir.join(FILE_NAME);
+        Self { dir, path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current contents; a missing file is an empty pool.
+    pub fn load(&self) -> Result<AccountsFile, Error> {
+        match fs::read(&self.path) {
+            Ok(bytes) => self.parse(&bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AccountsFile::empty()),
+            Err(e) => Err(self.io_error("cannot read", e)),
+        }
+    }
+
+    /// Applies `change` to the current contents under the cross-process lock and replaces the
+    /// file atomically. If `change` fails, nothing is written.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut AccountsFile) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.ensure_dir()?;
+        let _lock = self.lock()?;
+        self.remove_stale_temps();
+        let mut file = self.load()?;
+        let out = change(&mut file)?;
+        file.version = SCHEMA_VERSION;
+        self.replace(&file)?;
+        Ok(out)
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<AccountsFile, Error> {
+        // Look at the version before the shape, so a newer file is reported as newer rather
+        // than as broken.
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| self.unreadable(format!("it is not valid JSON ({e})")))?;
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) if v > u64::from(SCHEMA_VERSION) => {
+                return Err(Error::new(
+                    ErrorKind::StoreTooNew,
+                    format!(
+                        "{} was written by a newer pi-dispatch (schema version {v}; this one \
+                         understands {SCHEMA_VERSION}). It was left untouched. Update pi-dispatch \
+                         (pi update) to use it.",
+                        self.path.display()
+                    ),
+                ));
+            }
+            Some(v) => return Err(self.unreadable(format!("it has unknown schema version {v}"))),
+            None => return Err(self.unreadable("it has no \"version\" number".into())),
+        }
+        serde_json::from_value(value)
+            .map_err(|e| self.unreadable(format!("its contents do not match the schema ({e})")))
+    }
+
+    fn unreadable(&self, why: String) -> Error {
+        let path = self.path.display();
+        Error::new(
+            ErrorKind::StoreUnreadable,
+            format!(
+                "cannot use the accounts file {path}: {why}. It was left untouched. Repair it, or \
+                 move it aside (mv {path} {path}.bad) and add your accounts again with \
+                 /dispatch-login."
+            ),
+        )
+    }
+
+    fn io_error(&self, what: &str, e: io::Error) -> Error {
+        Error::new(
+            ErrorKind::StoreIo,
+            format!("{what} the accounts file {}", self.path.display()),
+        )
+        .with_source(e)
+    }
+
+    /// Creates the agent directory if needed and keeps it private: it holds tokens.
+    fn ensure_dir(&self) -> Result<(), Error> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| self.io_error("cannot create the folder of", e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = fs::metadata(&self.dir)
+                .map_err(|e| self.io_error("cannot inspect the folder of", e))?;
+            if meta.permissions().mode() & 0o777 != 0o700 {
+                fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| self.io_error("cannot make private the folder of", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<File, Error> {
+        let lock_path = self.dir.join(format!("{FILE_NAME}.lock"));
+        let file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| self.io_error("cannot open the lock file of", e))?;
+        // Blocks until every other writer, in this process or another, is done.
+        file.lock().map_err(|e| self.io_error("cannot lock", e))?;
+        Ok(file)
+    }
+
+    /// Temp files can only be left by a writer that died, since every writer holds the lock
+    /// from creating its temp file until renaming it.
+    fn remove_stale_temps(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn replace(&self, file: &AccountsFile) -> Result<(), Error> {
+        let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| {
+            Error::new(ErrorKind::StoreIo, "cannot encode the accounts file").with_source(e)
+        })?;
+        bytes.push(b'\n');
+        let temp_path = self
+            .dir
+            .join(format!("{TEMP_PREFIX}{}", std::process::id()));
+        let written = (|| {
+            let mut temp = private_options()
+                .write(true)
+                .create_new(true)
+                .open(&temp_path)?;
+            temp.write_all(&bytes)?;
+            temp.sync_all()?;
+            fs::rename(&temp_path, &self.path)?;
+            sync_dir(&self.dir)
+        })();
+        written.map_err(|e| {
+            let _ = fs::remove_file(&temp_path);
+            self.io_error("cannot write", e)
+        })
+    }
+}
+
+/// Files created with owner-only access from the first byte (the umask can only narrow it).
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Makes the rename itself durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}

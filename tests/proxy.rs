@@ -1,0 +1,379 @@
+//! The proxy against the simulated backend over real loopback HTTP: who may use it, what reaches
+//! the backend, and that replies stream through as they arrive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_sim::{Behavior, Outcome, Script, Simulator};
+use pi_dispatch::config::Endpoints;
+use pi_dispatch::context::Context;
+use pi_dispatch::proxy::Proxy;
+use pi_dispatch::store::{Account, AccountState, Store, Tokens};
+use reqwest::Url;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Rig {
+    sim: Simulator,
+    proxy: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+/// The sim's accounts, in order, all seeded into a fresh store as usable.
+async fn rig(script: Script) -> Rig {
+    rig_with_states(script, &[]).await
+}
+
+async fn rig_with_states(script: Script, states: &[AccountState]) -> Rig {
+    let ids: Vec<String> = script
+        .accounts
+        .iter()
+        .map(|a| a.account_id.clone())
+        .collect();
+    let sim = Simulator::start(script).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    store
+        .update(|file| {
+            for (i, id) in ids.iter().enumerate() {
+                let tokens = sim.tokens(id).unwrap();
+                file.accounts.push(Account {
+                    id: format!("local-{i}"),
+                    label: id.clone(),
+                    chatgpt_account_id: id.clone(),
+                    chatgpt_user_id: None,
+                    email: None,
+                    plan: Some("plus".into()),
+                    tokens: Tokens {
+                        access_token: tokens.access,
+                        refresh_token: tokens.refresh,
+                        id_token: Some(tokens.id_token),
+                        expires_at_ms: tokens.expires_at_ms,
+                    },
+                    state: states.get(i).cloned().unwrap_or_default(),
+                    usage: None,
+                    added_at_ms: 0,
+                });
+            }
+            Ok(())
+        })
+        .unwrap();
+    let endpoints = Endpoints {
+        backend: Url::parse(&sim.backend_base()).unwrap(),
+        auth: Url::parse(&sim.issuer()).unwrap(),
+    };
+    let ctx = Context::new(endpoints, store).unwrap();
+    let proxy = Proxy::start(Arc::new(ctx)).await.unwrap();
+    Rig {
+        sim,
+        proxy,
+        _dir: dir,
+    }
+}
+
+fn one_account(behavior: Behavior) -> Script {
+    let mut script = Script::default_accounts(1);
+    script.accounts[0].default = Some(behavior);
+    script
+}
+
+impl Rig {
+    fn url(&self) -> String {
+        format!("{}/codex/responses", self.proxy.base_url())
+    }
+
+    /// A request as pi's Codex client makes it.
+    fn pi_request(&self) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(self.url())
+            .bearer_auth(self.proxy.credential())
+            .header("chatgpt-account-id", "pi-dispatch")
+            .header("accept", "text/event-stream")
+            .header("content-type", "application/json")
+            .header("openai-beta", "responses=experimental")
+            .header("originator", "pi")
+            .header("session_id", "session-123")
+            .header("x-client-request-id", "request-456")
+            .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
+    }
+
+    /// Sends raw bytes, for requests no well-behaved client library would make.
+    async fn raw(&self, head: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.proxy.port()))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // Until the server closes, or for a moment if it keeps the connection open.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+        {
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn raw_post(&self, host: &str, authorization: &str, extra: &str) -> String {
+        let body = "{}";
+        format!(
+            "POST /codex/responses HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn forwarded(&self) -> usize {
+        self.sim.requests().len()
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_the_secret_is_refused_and_not_forwarded() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let response = reqwest::Client::new()
+        .post(rig.url())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_and_not_forwarded() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let mut wrong = rig.proxy.credential().to_string();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    for credential in [wrong.as_str(), "", "pi-dispatch"] {
+        let response = reqwest::Client::new()
+            .post(rig.url())
+            .bearer_auth(credential)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "credential {credential:?}");
+    }
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn a_foreign_host_or_a_web_origin_is_refused_even_with_the_secret() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let auth = format!("Bearer {}", rig.proxy.credential());
+    let port = rig.proxy.port();
+    let other_port = if port == 1 { 2 } else { port - 1 };
+    for host in [
+        format!("evil.example:{port}"),
+        format!("127.0.0.1:{other_port}"),
+        "127.0.0.1".to_string(),
+    ] {
+        let reply = rig.raw(&rig.raw_post(&host, &auth, "")).await;
+        assert!(reply.starts_with("HTTP/1.1 403"), "host {host}: {reply}");
+    }
+    let reply = rig
+        .raw(&rig.raw_post(
+            &format!("localhost:{port}"),
+            &auth,
+            "Origin: https://evil.example\r\n",
+        ))
+        .await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_is_refused_so_pi_falls_back_to_sse() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let port = rig.proxy.port();
+    let head = format!(
+        "GET /codex/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        rig.proxy.credential()
+    );
+    let reply = rig.raw(&head).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(!reply.contains("101"), "{reply}");
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn upstream_sees_the_account_token_and_pi_headers_never_the_proxy_credential() {
+    let rig = rig(one_account(Behavior::ok("hi"))).await;
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+
+    let requests = rig.sim.requests();
+    assert_eq!(requests.len(), 1);
+    let seen = &requests[0];
+    let tokens = rig.sim.tokens("acct-a").unwrap();
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {}", tokens.access).as_str())
+    );
+    assert_eq!(seen.header("chatgpt-account-id"), Some("acct-a"));
+    for (name, value) in [
+        ("originator", "pi"),
+        ("session_id", "session-123"),
+        ("x-client-request-id", "request-456"),
+        ("openai-beta", "responses=experimental"),
+        ("accept", "text/event-stream"),
+    ] {
+        assert_eq!(seen.header(name), Some(value), "{name} passed through");
+    }
+    let secret = rig.proxy.credential().rsplit('.').next().unwrap();
+    for (name, value) in &seen.headers {
+        assert!(
+            !value.contains(secret),
+            "proxy secret leaked upstream in {name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_body_and_its_encoding_are_forwarded_byte_for_byte() {
+    let rig = rig(one_account(Behavior::ok("hi"))).await;
+    let json =
+        br#"{"model":"gpt-test","input":[{"role":"user","content":"hi \u00e9"}],"stream":true}"#;
+    let compressed =
+        ruzstd::encoding::compress_to_vec(&json[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let response = rig
+        .pi_request()
+        .header("content-encoding", "zstd")
+        .body(compressed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+
+    let seen = &rig.sim.requests()[0];
+    assert_eq!(seen.raw_body, compressed, "bytes untouched");
+    assert_eq!(seen.content_encoding.as_deref(), Some("zstd"));
+    assert_eq!(
+        seen.body.as_deref(),
+        Some(&json[..]),
+        "still decodes upstream"
+    );
+}
+
+#[tokio::test]
+async fn the_first_event_reaches_the_client_while_upstream_is_still_sending() {
+    // Four deltas 400 ms apart: the reply takes over a second upstream.
+    let rig = rig(one_account(Behavior::ok_slow("one two three four", 4, 400))).await;
+    let mut response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("response.created"));
+    assert_eq!(
+        rig.sim.requests()[0].outcome,
+        Outcome::InFlight,
+        "the client had the first event before the backend finished"
+    );
+    let mut rest = Vec::from(first);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("response.completed"), "{text}");
+    assert_eq!(text.matches("event: response.output_text.delta").count(), 4);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
+    let rig = rig(one_account(Behavior::HangAfterHeaders)).await;
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let stats = rig
+        .sim
+        .wait_for(Duration::from_secs(5), |s| {
+            s.requests.first().map(|r| r.outcome) == Some(Outcome::ClientDisconnected)
+        })
+        .await;
+    assert!(
+        stats.is_some(),
+        "upstream saw the disconnect: {:?}",
+        rig.sim.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_before_the_reply_starts_cancels_the_upstream_request() {
+    let rig = rig(one_account(Behavior::HangBeforeHeaders)).await;
+    let pending = tokio::spawn(rig.pi_request().send());
+    rig.sim
+        .wait_for(Duration::from_secs(5), |s| s.requests.len() == 1)
+        .await
+        .expect("request forwarded");
+    pending.abort();
+    let stats = rig
+        .sim
+        .wait_for(Duration::from_secs(5), |s| {
+            s.requests.first().map(|r| r.outcome) == Some(Outcome::ClientDisconnected)
+        })
+        .await;
+    assert!(
+        stats.is_some(),
+        "upstream saw the disconnect: {:?}",
+        rig.sim.requests()
+    );
+}
+
+#[tokio::test]
+async fn the_first_usable_account_serves() {
+    let mut script = Script::default_accounts(3);
+    for account in &mut script.accounts {
+        account.default = Some(Behavior::ok("hi"));
+    }
+    let far_future = pi_dispatch::now_ms() + 3_600_000;
+    let states = [
+        AccountState::NeedsLogin {
+            reason: "expired".into(),
+        },
+        AccountState::Benched {
+            until_ms: far_future,
+            reason: "usage limit".into(),
+        },
+        AccountState::Usable,
+    ];
+    let rig = rig_with_states(script, &states).await;
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+    let requests = rig.sim.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].account_id.as_deref(), Some("acct-c"));
+}
+
+#[tokio::test]
+async fn with_no_usable_account_the_proxy_answers_itself() {
+    let states = [AccountState::NeedsLogin {
+        reason: "expired".into(),
+    }];
+    let rig = rig_with_states(one_account(Behavior::ok("never")), &states).await;
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("/dispatch-login"), "{body}");
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn status_headers_and_error_bodies_pass_through() {
+    let rig = rig(one_account(Behavior::UsageLimit {
+        resets_in_seconds: 600,
+    }))
+    .await;
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(
+        response
+            .headers()
+            .contains_key("x-codex-primary-used-percent")
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.contains("usage_limit_reached"), "{body}");
+}
