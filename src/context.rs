@@ -1,18 +1,22 @@
 //! What every part of the core shares: where the servers are, the accounts file, and the one
 //! HTTP client every upstream call goes through.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::Auth;
 use crate::config::{self, Endpoints};
 use crate::error::{Error, ErrorKind};
 use crate::store::Store;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Context {
     pub endpoints: Endpoints,
     pub store: Store,
     /// Shared so connections to the backend are pooled across requests and accounts.
     pub http: reqwest::Client,
+    /// Token refreshes in flight in this process.
+    pub auth: Arc<Auth>,
 }
 
 impl Context {
@@ -26,6 +30,7 @@ impl Context {
             endpoints,
             store,
             http: build_client()?,
+            auth: Arc::default(),
         })
     }
 }

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     NoUsableAccount,
     /// The proxy could not start.
     Proxy,
+    /// Getting or refreshing a token failed.
+    Auth,
 }
 
 impl ErrorKind {
@@ -31,6 +33,7 @@ impl ErrorKind {
             Self::StoreIo => "store_io",
             Self::NoUsableAccount => "no_usable_account",
             Self::Proxy => "proxy",
+            Self::Auth => "auth",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! pi-dispatch's native core: pools ChatGPT Codex accounts behind a loopback proxy for pi.
 //!
 //! The core is plain Rust and knows nothing of Node:
+//! - [`auth`]: fresh access tokens; refresh that never burns a rotating refresh token
 //! - [`config`]: where state lives and which servers are called (the one override point)
 //! - [`context`]: what the parts share, including the one HTTP client
 //! - [`store`]: the accounts file, safe across processes
@@ -8,6 +9,7 @@
 //!
 //! `binding` (feature `node`) is the thin napi layer the pi extension loads.
 
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -27,9 +27,11 @@ use rand::RngExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::TokenError;
 use crate::config::is_loopback_host;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
+use crate::store::Account;
 
 /// Request bodies hold a whole conversation, images included; beyond this something is wrong.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -263,7 +265,10 @@ fn route(req: &Request<Incoming>) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn forward(ctx: &Context, req: Request<Incoming>) -> Result<Response<ProxyBody>, Refusal> {
+async fn forward(
+    ctx: &Arc<Context>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
 
@@ -276,22 +281,21 @@ async fn forward(ctx: &Context, req: Request<Incoming>) -> Result<Response<Proxy
         message: "no usable account in the pool; add one with /dispatch-login".into(),
     })?;
 
-    let mut upstream = ctx.http.post(ctx.endpoints.responses_url());
-    for (name, value) in &parts.headers {
-        if forwards(name) {
-            upstream = upstream.header(name, value);
-        }
-    }
-    let upstream = upstream
-        .bearer_auth(&account.tokens.access_token)
-        .header("chatgpt-account-id", &account.chatgpt_account_id)
-        .body(body)
-        .send()
+    let token = ctx
+        .auth
+        .access_token(ctx, account)
         .await
-        .map_err(|e| Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("cannot reach the Codex backend: {}", error_chain(&e)),
-        })?;
+        .map_err(|e| token_refusal(&account.label, e))?;
+    let mut upstream = send_upstream(ctx, &parts.headers, account, &token, body.clone()).await?;
+    if upstream.status() == StatusCode::UNAUTHORIZED {
+        // Expired or revoked early: one refresh, one retry.
+        let token = ctx
+            .auth
+            .replace_rejected(ctx, account, &token)
+            .await
+            .map_err(|e| token_refusal(&account.label, e))?;
+        upstream = send_upstream(ctx, &parts.headers, account, &token, body).await?;
+    }
 
     let status = upstream.status();
     let headers: Vec<_> = upstream
@@ -310,6 +314,49 @@ async fn forward(ctx: &Context, req: Request<Incoming>) -> Result<Response<Proxy
     *response.status_mut() = status;
     response.headers_mut().extend(headers);
     Ok(response)
+}
+
+async fn send_upstream(
+    ctx: &Context,
+    pi_headers: &HeaderMap,
+    account: &Account,
+    access_token: &str,
+    body: Bytes,
+) -> Result<reqwest::Response, Refusal> {
+    let mut upstream = ctx.http.post(ctx.endpoints.responses_url());
+    for (name, value) in pi_headers {
+        if forwards(name) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    upstream
+        .bearer_auth(access_token)
+        .header("chatgpt-account-id", &account.chatgpt_account_id)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("cannot reach the Codex backend: {}", error_chain(&e)),
+        })
+}
+
+fn token_refusal(label: &str, error: TokenError) -> Refusal {
+    match error {
+        TokenError::NeedsLogin(reason) => Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            message: format!(
+                "account \"{label}\" must log in again ({reason}); run /dispatch-login {label}"
+            ),
+        },
+        TokenError::Transient(e) => Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!(
+                "cannot refresh the token of account \"{label}\" now: {}",
+                e.chain()
+            ),
+        },
+    }
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {

@@ -240,8 +240,30 @@ impl Store {
         Ok(())
     }
 
+    /// Blocks until this process holds the lock that serialises refreshes of one account across
+    /// processes; released when the returned file is dropped. Separate from the file's own lock
+    /// so that a slow token endpoint never holds up other changes to the pool.
+    pub fn account_lock(&self, account_id: &str) -> Result<File, Error> {
+        self.ensure_dir()?;
+        let safe: String = account_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.lock_file(&format!("{FILE_NAME}.refresh-{safe}.lock"))
+    }
+
     fn lock(&self) -> Result<File, Error> {
-        let lock_path = self.dir.join(format!("{FILE_NAME}.lock"));
+        self.lock_file(&format!("{FILE_NAME}.lock"))
+    }
+
+    fn lock_file(&self, name: &str) -> Result<File, Error> {
+        let lock_path = self.dir.join(name);
         let file = private_options()
             .read(true)
             .write(true)

@@ -1,136 +1,18 @@
 //! The proxy against the simulated backend over real loopback HTTP: who may use it, what reaches
 //! the backend, and that replies stream through as they arrive.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use dispatch_sim::{Behavior, Outcome, Script, Simulator};
-use pi_dispatch::config::Endpoints;
-use pi_dispatch::context::Context;
-use pi_dispatch::proxy::Proxy;
-use pi_dispatch::store::{Account, AccountState, Store, Tokens};
-use reqwest::Url;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-struct Rig {
-    sim: Simulator,
-    proxy: Proxy,
-    _dir: tempfile::TempDir,
-}
-
-/// The sim's accounts, in order, all seeded into a fresh store as usable.
-async fn rig(script: Script) -> Rig {
-    rig_with_states(script, &[]).await
-}
-
-async fn rig_with_states(script: Script, states: &[AccountState]) -> Rig {
-    let ids: Vec<String> = script
-        .accounts
-        .iter()
-        .map(|a| a.account_id.clone())
-        .collect();
-    let sim = Simulator::start(script).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(dir.path());
-    store
-        .update(|file| {
-            for (i, id) in ids.iter().enumerate() {
-                let tokens = sim.tokens(id).unwrap();
-                file.accounts.push(Account {
-                    id: format!("local-{i}"),
-                    label: id.clone(),
-                    chatgpt_account_id: id.clone(),
-                    chatgpt_user_id: None,
-                    email: None,
-                    plan: Some("plus".into()),
-                    tokens: Tokens {
-                        access_token: tokens.access,
-                        refresh_token: tokens.refresh,
-                        id_token: Some(tokens.id_token),
-                        expires_at_ms: tokens.expires_at_ms,
-                    },
-                    state: states.get(i).cloned().unwrap_or_default(),
-                    usage: None,
-                    added_at_ms: 0,
-                });
-            }
-            Ok(())
-        })
-        .unwrap();
-    let endpoints = Endpoints {
-        backend: Url::parse(&sim.backend_base()).unwrap(),
-        auth: Url::parse(&sim.issuer()).unwrap(),
-    };
-    let ctx = Context::new(endpoints, store).unwrap();
-    let proxy = Proxy::start(Arc::new(ctx)).await.unwrap();
-    Rig {
-        sim,
-        proxy,
-        _dir: dir,
-    }
-}
-
-fn one_account(behavior: Behavior) -> Script {
-    let mut script = Script::default_accounts(1);
-    script.accounts[0].default = Some(behavior);
-    script
-}
-
-impl Rig {
-    fn url(&self) -> String {
-        format!("{}/codex/responses", self.proxy.base_url())
-    }
-
-    /// A request as pi's Codex client makes it.
-    fn pi_request(&self) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .post(self.url())
-            .bearer_auth(self.proxy.credential())
-            .header("chatgpt-account-id", "pi-dispatch")
-            .header("accept", "text/event-stream")
-            .header("content-type", "application/json")
-            .header("openai-beta", "responses=experimental")
-            .header("originator", "pi")
-            .header("session_id", "session-123")
-            .header("x-client-request-id", "request-456")
-            .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
-    }
-
-    /// Sends raw bytes, for requests no well-behaved client library would make.
-    async fn raw(&self, head: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.proxy.port()))
-            .await
-            .unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        // Until the server closes, or for a moment if it keeps the connection open.
-        let mut out = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(Ok(n @ 1..)) =
-            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
-        {
-            out.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    fn raw_post(&self, host: &str, authorization: &str, extra: &str) -> String {
-        let body = "{}";
-        format!(
-            "POST /codex/responses HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    }
-
-    fn forwarded(&self) -> usize {
-        self.sim.requests().len()
-    }
-}
+use common::{one_account, rig, rig_with_states};
+use dispatch_sim::{Behavior, Outcome, Script};
+use pi_dispatch::store::AccountState;
 
 #[tokio::test]
 async fn a_request_without_the_secret_is_refused_and_not_forwarded() {
     let rig = rig(one_account(Behavior::ok("never"))).await;
-    let response = reqwest::Client::new()
+    let response = common::client()
         .post(rig.url())
         .body("{}")
         .send()
@@ -147,7 +29,7 @@ async fn a_wrong_secret_is_refused_and_not_forwarded() {
     let last = wrong.pop().unwrap();
     wrong.push(if last == 'A' { 'B' } else { 'A' });
     for credential in [wrong.as_str(), "", "pi-dispatch"] {
-        let response = reqwest::Client::new()
+        let response = common::client()
             .post(rig.url())
             .bearer_auth(credential)
             .body("{}")

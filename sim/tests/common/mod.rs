@@ -5,6 +5,9 @@ use dispatch_sim::Simulator;
 use serde_json::{Value, json};
 
 pub fn client() -> reqwest::Client {
+    // In a workspace build reqwest's features unify with pi-dispatch's, which brings rustls
+    // without a built-in crypto provider; ring is the one pi-dispatch installs too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,146 @@
+//! The rig every proxy-level test uses: a simulator, a store seeded with its accounts, and a
+//! proxy on loopback pointed at the simulator.
+
+#![allow(dead_code)] // each test file uses its own part of the rig
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_sim::{Behavior, Script, Simulator};
+use pi_dispatch::config::Endpoints;
+use pi_dispatch::context::Context;
+use pi_dispatch::proxy::Proxy;
+use pi_dispatch::store::{Account, AccountState, Store, Tokens};
+use reqwest::Url;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct Rig {
+    pub sim: Simulator,
+    pub proxy: Proxy,
+    pub store: Store,
+    pub ctx: Arc<Context>,
+    pub dir: tempfile::TempDir,
+}
+
+/// The sim's accounts, in order, all seeded into a fresh store as usable.
+pub async fn rig(script: Script) -> Rig {
+    rig_with(script, &[], None).await
+}
+
+pub async fn rig_with_states(script: Script, states: &[AccountState]) -> Rig {
+    rig_with(script, states, None).await
+}
+
+/// `expires_at_ms`, when given, replaces every seeded access token's expiry.
+pub async fn rig_with(script: Script, states: &[AccountState], expires_at_ms: Option<u64>) -> Rig {
+    let ids: Vec<String> = script
+        .accounts
+        .iter()
+        .map(|a| a.account_id.clone())
+        .collect();
+    let sim = Simulator::start(script).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    let seeded = store.clone();
+    store
+        .update(|file| {
+            for (i, id) in ids.iter().enumerate() {
+                let tokens = sim.tokens(id).unwrap();
+                file.accounts.push(Account {
+                    id: format!("local-{i}"),
+                    label: id.clone(),
+                    chatgpt_account_id: id.clone(),
+                    chatgpt_user_id: None,
+                    email: None,
+                    plan: Some("plus".into()),
+                    tokens: Tokens {
+                        access_token: tokens.access,
+                        refresh_token: tokens.refresh,
+                        id_token: Some(tokens.id_token),
+                        expires_at_ms: expires_at_ms.unwrap_or(tokens.expires_at_ms),
+                    },
+                    state: states.get(i).cloned().unwrap_or_default(),
+                    usage: None,
+                    added_at_ms: 0,
+                });
+            }
+            Ok(())
+        })
+        .unwrap();
+    let endpoints = Endpoints {
+        backend: Url::parse(&sim.backend_base()).unwrap(),
+        auth: Url::parse(&sim.issuer()).unwrap(),
+    };
+    let ctx = Arc::new(Context::new(endpoints, seeded).unwrap());
+    let proxy = Proxy::start(ctx.clone()).await.unwrap();
+    Rig {
+        sim,
+        proxy,
+        store,
+        ctx,
+        dir,
+    }
+}
+
+/// A test client. reqwest is built here without a crypto provider; install the one the core uses.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub fn one_account(behavior: Behavior) -> Script {
+    let mut script = Script::default_accounts(1);
+    script.accounts[0].default = Some(behavior);
+    script
+}
+
+impl Rig {
+    pub fn url(&self) -> String {
+        format!("{}/codex/responses", self.proxy.base_url())
+    }
+
+    /// A request as pi's Codex client makes it.
+    pub fn pi_request(&self) -> reqwest::RequestBuilder {
+        client()
+            .post(self.url())
+            .bearer_auth(self.proxy.credential())
+            .header("chatgpt-account-id", "pi-dispatch")
+            .header("accept", "text/event-stream")
+            .header("content-type", "application/json")
+            .header("openai-beta", "responses=experimental")
+            .header("originator", "pi")
+            .header("session_id", "session-123")
+            .header("x-client-request-id", "request-456")
+            .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
+    }
+
+    /// Sends raw bytes, for requests no well-behaved client library would make.
+    pub async fn raw(&self, head: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.proxy.port()))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // Until the server closes, or for a moment if it keeps the connection open.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+        {
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    pub fn raw_post(&self, host: &str, authorization: &str, extra: &str) -> String {
+        let body = "{}";
+        format!(
+            "POST /codex/responses HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    pub fn forwarded(&self) -> usize {
+        self.sim.requests().len()
+    }
+}
