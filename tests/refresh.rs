@@ -25,6 +25,10 @@ async fn expiring(behavior: Behavior, token_behaviors: Vec<TokenBehavior>) -> Ri
     rig
 }
 
+fn file_mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 fn refreshes(rig: &Rig) -> u64 {
     rig.sim.stats().account("acct-a").token_refresh
 }
@@ -54,12 +58,7 @@ async fn an_expiring_token_is_refreshed_and_saved_before_the_request() {
         seen.header("authorization"),
         Some(format!("Bearer {}", current.access).as_str())
     );
-    let mode = std::fs::metadata(rig.store.path())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(file_mode(rig.store.path()), 0o600);
 }
 
 #[tokio::test]
@@ -269,12 +268,7 @@ async fn processes_refreshing_at_once_make_one_token_call() {
     let account = stored(&rig);
     assert_eq!(account.tokens.refresh_token, current.refresh);
     assert_eq!(account.state, AccountState::Usable);
-    let mode = std::fs::metadata(rig.store.path())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    assert_eq!(file_mode(rig.store.path()), 0o600);
 }
 
 /// The body of one process of the test above; does nothing in a normal run.
