@@ -14,6 +14,7 @@ import {
   runPi,
   Sim,
   seedAccounts,
+  transcripts,
 } from "./harness.ts";
 
 for (const generation of GENERATIONS) {
@@ -81,6 +82,14 @@ for (const generation of GENERATIONS) {
       const output = run.stdout + run.stderr;
       assert.match(output, new RegExp(`native binary for this platform \\(${platformTriple()}\\) is missing`));
       assert.match(output, /pi install npm:pi-dispatch/);
+    });
+
+    test("no account token appears in anything pi printed", () => {
+      assert.ok(transcripts.length > 0);
+      const secrets = Object.values(sim.accounts).flatMap((t) => [t.access, t.refresh, t.idToken]);
+      for (const output of transcripts) {
+        for (const secret of secrets) assert.ok(!output.includes(secret), "a token leaked into pi's output");
+      }
     });
   });
 }

@@ -131,6 +131,9 @@ export interface PiRun {
   stderr: string;
 }
 
+/** Everything every pi process printed in this test run, for the secret-leak check. */
+export const transcripts: string[] = [];
+
 /** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
 export function runPi(
   generation: PiGeneration,
@@ -161,6 +164,7 @@ export function runPi(
     child.once("error", reject);
     child.once("close", (code) => {
       clearTimeout(timer);
+      transcripts.push(stdout, stderr);
       resolveRun({ code, stdout, stderr });
     });
   });
