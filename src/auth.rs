@@ -159,13 +159,7 @@ impl Auth {
             Ok(tokens) => {
                 let saved = tokens.clone();
                 ctx.store
-                    .update(|file| {
-                        let account = file.accounts.iter_mut().find(|a| a.id == account_id);
-                        if let Some(account) = account {
-                            account.tokens = saved;
-                        }
-                        Ok(())
-                    })
+                    .update_account(account_id, |account| account.tokens = saved)
                     .map_err(TokenError::Transient)?;
                 Ok(tokens)
             }
@@ -173,13 +167,11 @@ impl Auth {
                 let marked = reason.clone();
                 let used = &stored.tokens.refresh_token;
                 ctx.store
-                    .update(|file| {
-                        let account = file.accounts.iter_mut().find(|a| a.id == account_id);
+                    .update_account(account_id, |account| {
                         // Tokens saved meanwhile (a new login) are not the ones that failed.
-                        if let Some(account) = account.filter(|a| a.tokens.refresh_token == *used) {
+                        if account.tokens.refresh_token == *used {
                             account.state = AccountState::NeedsLogin { reason: marked };
                         }
-                        Ok(())
                     })
                     .map_err(TokenError::Transient)?;
                 Err(TokenError::NeedsLogin(reason))

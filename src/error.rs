@@ -63,15 +63,20 @@ impl Error {
 
     /// The message followed by every cause, for a user who needs the whole story in one line.
     pub fn chain(&self) -> String {
-        let mut out = self.message.clone();
-        let mut next = std::error::Error::source(self);
-        while let Some(cause) = next {
-            out.push_str(": ");
-            out.push_str(&cause.to_string());
-            next = cause.source();
-        }
-        out
+        chain(self)
     }
+}
+
+/// Any error and its causes as one line: `outer: cause: root cause`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 impl fmt::Display for Error {

@@ -337,7 +337,10 @@ async fn send_upstream(
         .await
         .map_err(|e| Refusal {
             status: StatusCode::BAD_GATEWAY,
-            message: format!("cannot reach the Codex backend: {}", error_chain(&e)),
+            message: format!(
+                "cannot reach the Codex backend: {}",
+                crate::error::chain(&e)
+            ),
         })
 }
 
@@ -400,17 +403,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

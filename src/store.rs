@@ -178,6 +178,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Applies `change` to one account, found by its local id, under the same guarantees as
+    /// [`Store::update`]. Returns false, writing nothing, if the account is not there (any more).
+    pub fn update_account(
+        &self,
+        account_id: &str,
+        change: impl FnOnce(&mut Account),
+    ) -> Result<bool, Error> {
+        self.update(|file| {
+            Ok(
+                match file.accounts.iter_mut().find(|a| a.id == account_id) {
+                    Some(account) => {
+                        change(account);
+                        true
+                    }
+                    None => false,
+                },
+            )
+        })
+    }
+
     fn parse(&self, bytes: &[u8]) -> Result<AccountsFile, Error> {
         // Look at the version before the shape, so a newer file is reported as newer rather
         // than as broken.
