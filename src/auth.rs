@@ -41,17 +41,28 @@ const PERMANENT_CODES: [&str; 4] = [
     "invalid_grant",
 ];
 
-/// Hands out access tokens and refreshes them safely. One per process.
+/// The refreshes in flight in one process: one lock per account id, so refreshes of one
+/// account queue while those of others run. Lives in [`Context`].
 #[derive(Default)]
 pub struct Auth {
-    /// One lock per account id, so refreshes of one account queue while others run.
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Auth {
+    fn gate(&self, account_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.in_flight
+            .lock()
+            .entry(account_id.to_owned())
+            .or_default()
+            .clone()
+    }
 }
 
 /// Why a token could not be had.
 #[derive(Debug)]
 pub enum TokenError {
-    /// The account must log in again; it has been marked so in the store.
+    /// Only a new login makes the account usable again (it is marked so in the store, or it is
+    /// no longer there).
     NeedsLogin(String),
     /// The token endpoint or the store failed for now; try again later.
     Transient(Error),
@@ -66,118 +77,102 @@ impl std::fmt::Display for TokenError {
     }
 }
 
-impl Auth {
-    /// An access token for `account` with at least [`REFRESH_MARGIN_MS`] left, refreshing first
-    /// if needed. If a refresh fails for now but the current token has not expired yet, the
-    /// current token is still good enough to use.
-    pub async fn access_token(
-        self: &Arc<Self>,
-        ctx: &Arc<Context>,
-        account: &Account,
-    ) -> Result<String, TokenError> {
-        let now = now_ms();
-        if account.tokens.expires_at_ms > now + REFRESH_MARGIN_MS {
-            return Ok(account.tokens.access_token.clone());
+/// An access token for `account` with at least [`REFRESH_MARGIN_MS`] left, refreshing first
+/// if needed. If a refresh fails for now but the current token has not expired yet, the
+/// current token is still good enough to use.
+pub async fn access_token(ctx: &Arc<Context>, account: &Account) -> Result<String, TokenError> {
+    let now = now_ms();
+    if account.tokens.expires_at_ms > now + REFRESH_MARGIN_MS {
+        return Ok(account.tokens.access_token.clone());
+    }
+    match refresh(ctx, account, None).await {
+        Ok(tokens) => Ok(tokens.access_token),
+        Err(TokenError::Transient(_)) if account.tokens.expires_at_ms > now_ms() => {
+            Ok(account.tokens.access_token.clone())
         }
-        match self.refresh(ctx, account, None).await {
-            Ok(tokens) => Ok(tokens.access_token),
-            Err(TokenError::Transient(_)) if account.tokens.expires_at_ms > now_ms() => {
-                Ok(account.tokens.access_token.clone())
-            }
-            Err(e) => Err(e),
-        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces a token the backend refused (401): adopts a newer stored one if another process
+/// refreshed already, else refreshes.
+pub async fn replace_rejected(
+    ctx: &Arc<Context>,
+    account: &Account,
+    rejected_access_token: &str,
+) -> Result<String, TokenError> {
+    refresh(ctx, account, Some(rejected_access_token.to_owned()))
+        .await
+        .map(|tokens| tokens.access_token)
+}
+
+async fn refresh(
+    ctx: &Arc<Context>,
+    account: &Account,
+    rejected: Option<String>,
+) -> Result<Tokens, TokenError> {
+    let (ctx, id) = (ctx.clone(), account.id.clone());
+    // Detached: dropping the caller's future must not abandon a rotation half-done.
+    tokio::spawn(async move { refresh_detached(&ctx, &id, rejected).await })
+        .await
+        .unwrap_or_else(|e| {
+            Err(TokenError::Transient(
+                Error::new(ErrorKind::Auth, "the token refresh task failed").with_source(e),
+            ))
+        })
+}
+
+async fn refresh_detached(
+    ctx: &Context,
+    account_id: &str,
+    rejected: Option<String>,
+) -> Result<Tokens, TokenError> {
+    let gate = ctx.auth.gate(account_id);
+    let _in_process = gate.lock().await;
+    let store = ctx.store.clone();
+    let lock_name = account_id.to_owned();
+    let _across_processes = tokio::task::spawn_blocking(move || store.account_lock(&lock_name))
+        .await
+        .map_err(|e| {
+            TokenError::Transient(Error::new(ErrorKind::Auth, "lock task failed").with_source(e))
+        })?
+        .map_err(TokenError::Transient)?;
+
+    // Under both locks: whatever is stored now is the truth.
+    let stored = current(ctx, account_id)?;
+    if let AccountState::NeedsLogin { reason } = &stored.state {
+        return Err(TokenError::NeedsLogin(reason.clone()));
+    }
+    let already_replaced = match &rejected {
+        Some(rejected) => stored.tokens.access_token != *rejected,
+        None => stored.tokens.expires_at_ms > now_ms() + REFRESH_MARGIN_MS,
+    };
+    if already_replaced {
+        return Ok(stored.tokens);
     }
 
-    /// Replaces a token the backend refused (401): adopts a newer stored one if another process
-    /// refreshed already, else refreshes.
-    pub async fn replace_rejected(
-        self: &Arc<Self>,
-        ctx: &Arc<Context>,
-        account: &Account,
-        rejected_access_token: &str,
-    ) -> Result<String, TokenError> {
-        self.refresh(ctx, account, Some(rejected_access_token.to_owned()))
-            .await
-            .map(|tokens| tokens.access_token)
-    }
-
-    async fn refresh(
-        self: &Arc<Self>,
-        ctx: &Arc<Context>,
-        account: &Account,
-        rejected: Option<String>,
-    ) -> Result<Tokens, TokenError> {
-        let (auth, ctx, id) = (self.clone(), ctx.clone(), account.id.clone());
-        // Detached: dropping the caller's future must not abandon a rotation half-done.
-        tokio::spawn(async move { auth.refresh_detached(&ctx, &id, rejected).await })
-            .await
-            .unwrap_or_else(|e| {
-                Err(TokenError::Transient(
-                    Error::new(ErrorKind::Auth, "the token refresh task failed").with_source(e),
-                ))
-            })
-    }
-
-    async fn refresh_detached(
-        &self,
-        ctx: &Context,
-        account_id: &str,
-        rejected: Option<String>,
-    ) -> Result<Tokens, TokenError> {
-        let gate = self
-            .in_flight
-            .lock()
-            .entry(account_id.to_owned())
-            .or_default()
-            .clone();
-        let _in_process = gate.lock().await;
-        let store = ctx.store.clone();
-        let lock_name = account_id.to_owned();
-        let _across_processes = tokio::task::spawn_blocking(move || store.account_lock(&lock_name))
-            .await
-            .map_err(|e| {
-                TokenError::Transient(
-                    Error::new(ErrorKind::Auth, "lock task failed").with_source(e),
-                )
-            })?
-            .map_err(TokenError::Transient)?;
-
-        // Under both locks: whatever is stored now is the truth.
-        let stored = current(ctx, account_id)?;
-        if let AccountState::NeedsLogin { reason } = &stored.state {
-            return Err(TokenError::NeedsLogin(reason.clone()));
+    match call_token_endpoint(ctx, &stored.tokens.refresh_token).await {
+        Ok(tokens) => {
+            let saved = tokens.clone();
+            ctx.store
+                .update_account(account_id, |account| account.tokens = saved)
+                .map_err(TokenError::Transient)?;
+            Ok(tokens)
         }
-        let already_replaced = match &rejected {
-            Some(rejected) => stored.tokens.access_token != *rejected,
-            None => stored.tokens.expires_at_ms > now_ms() + REFRESH_MARGIN_MS,
-        };
-        if already_replaced {
-            return Ok(stored.tokens);
+        Err(RefreshFailure::Permanent(reason)) => {
+            let marked = reason.clone();
+            let used = &stored.tokens.refresh_token;
+            ctx.store
+                .update_account(account_id, |account| {
+                    // Tokens saved meanwhile (a new login) are not the ones that failed.
+                    if account.tokens.refresh_token == *used {
+                        account.state = AccountState::NeedsLogin { reason: marked };
+                    }
+                })
+                .map_err(TokenError::Transient)?;
+            Err(TokenError::NeedsLogin(reason))
         }
-
-        match call_token_endpoint(ctx, &stored.tokens.refresh_token).await {
-            Ok(tokens) => {
-                let saved = tokens.clone();
-                ctx.store
-                    .update_account(account_id, |account| account.tokens = saved)
-                    .map_err(TokenError::Transient)?;
-                Ok(tokens)
-            }
-            Err(RefreshFailure::Permanent(reason)) => {
-                let marked = reason.clone();
-                let used = &stored.tokens.refresh_token;
-                ctx.store
-                    .update_account(account_id, |account| {
-                        // Tokens saved meanwhile (a new login) are not the ones that failed.
-                        if account.tokens.refresh_token == *used {
-                            account.state = AccountState::NeedsLogin { reason: marked };
-                        }
-                    })
-                    .map_err(TokenError::Transient)?;
-                Err(TokenError::NeedsLogin(reason))
-            }
-            Err(RefreshFailure::Transient(e)) => Err(TokenError::Transient(e)),
-        }
+        Err(RefreshFailure::Transient(e)) => Err(TokenError::Transient(e)),
     }
 }
 

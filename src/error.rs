@@ -16,8 +16,6 @@ pub enum ErrorKind {
     StoreTooNew,
     /// Reading or writing the accounts file failed at the OS level.
     StoreIo,
-    /// No account in the pool can serve a request.
-    NoUsableAccount,
     /// The proxy could not start.
     Proxy,
     /// Getting or refreshing a token failed.
@@ -31,7 +29,6 @@ impl ErrorKind {
             Self::StoreUnreadable => "store_unreadable",
             Self::StoreTooNew => "store_too_new",
             Self::StoreIo => "store_io",
-            Self::NoUsableAccount => "no_usable_account",
             Self::Proxy => "proxy",
             Self::Auth => "auth",
         }

@@ -27,7 +27,7 @@ use rand::RngExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::TokenError;
+use crate::auth::{self, TokenError};
 use crate::config::is_loopback_host;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
@@ -281,17 +281,13 @@ async fn forward(
         message: "no usable account in the pool; add one with /dispatch-login".into(),
     })?;
 
-    let token = ctx
-        .auth
-        .access_token(ctx, account)
+    let token = auth::access_token(ctx, account)
         .await
         .map_err(|e| token_refusal(&account.label, e))?;
     let mut upstream = send_upstream(ctx, &parts.headers, account, &token, body.clone()).await?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         // Expired or revoked early: one refresh, one retry.
-        let token = ctx
-            .auth
-            .replace_rejected(ctx, account, &token)
+        let token = auth::replace_rejected(ctx, account, &token)
             .await
             .map_err(|e| token_refusal(&account.label, e))?;
         upstream = send_upstream(ctx, &parts.headers, account, &token, body).await?;

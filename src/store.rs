@@ -179,22 +179,17 @@ impl Store {
     }
 
     /// Applies `change` to one account, found by its local id, under the same guarantees as
-    /// [`Store::update`]. Returns false, writing nothing, if the account is not there (any more).
+    /// [`Store::update`]. An account that is not there (any more) is left alone.
     pub fn update_account(
         &self,
         account_id: &str,
         change: impl FnOnce(&mut Account),
-    ) -> Result<bool, Error> {
+    ) -> Result<(), Error> {
         self.update(|file| {
-            Ok(
-                match file.accounts.iter_mut().find(|a| a.id == account_id) {
-                    Some(account) => {
-                        change(account);
-                        true
-                    }
-                    None => false,
-                },
-            )
+            if let Some(account) = file.accounts.iter_mut().find(|a| a.id == account_id) {
+                change(account);
+            }
+            Ok(())
         })
     }
 

@@ -293,7 +293,9 @@ fn refresh_worker() {
         };
         let ctx = Arc::new(Context::new(endpoints, Store::new(dir)).unwrap());
         let account = ctx.store.load().unwrap().accounts.remove(0);
-        ctx.auth.access_token(&ctx, &account).await.unwrap()
+        pi_dispatch::auth::access_token(&ctx, &account)
+            .await
+            .unwrap()
     });
     std::fs::write(dir.join(format!("worker-{n}")), token).unwrap();
 }
