@@ -835,5 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.listAccounts = nativeBinding.listAccounts
+module.exports.refreshUsage = nativeBinding.refreshUsage
 module.exports.startProxy = nativeBinding.startProxy
+module.exports.status = nativeBinding.status
+module.exports.takeNotices = nativeBinding.takeNotices
+module.exports.useAccount = nativeBinding.useAccount

@@ -14,19 +14,52 @@ export interface AccountView {
   label: string
   email?: string
   plan?: string
-  /** `usable`, `benched` or `needsLogin`. */
+  /** `ready`, `benched`, `spent` (a window at 100%), `needsLogin` or `disabled`. */
   state: string
-  /** Unix milliseconds when a benched account comes back. */
-  benchedUntilMs?: number
+  /** Why it cannot serve, for every state but `ready`. */
   reason?: string
+  /** When a benched or spent account comes back, unix milliseconds. */
+  backAtMs?: number
+  untouched: boolean
+  /** Serves the asking session (or would serve its next request). */
+  active: boolean
+  pinned: boolean
+  fiveHour?: WindowView
+  weekly?: WindowView
+  otherWindows: Array<WindowView>
+  /** When the usage shown was observed; absent if never. */
+  usageObservedAtMs?: number
+  /** The usage shown is older than the freshness period. */
+  stale: boolean
+  /** Why the last usage fetch for it failed, when one was just tried. */
+  fetchError?: string
 }
 
-/** The pool as the status command shows it. Never includes tokens. */
-export declare function listAccounts(): PoolView
+export interface ChoiceView {
+  label: string
+  /** `pinned`, `kept`, `untouched`, `soonestWeeklyReset` or `any`. */
+  reason: string
+  resetsAtMs?: number
+  /** For `any`: how many accounts it was picked among. */
+  among?: number
+  /** No request of the session has used it yet: this is who would serve next. */
+  preview: boolean
+}
+
+export interface NoticeView {
+  fromLabel: string
+  toLabel: string
+  why: string
+  backAtMs?: number
+  pinCleared: boolean
+}
 
 export interface PoolView {
   path: string
   accounts: Array<AccountView>
+  active?: ChoiceView
+  /** The last write of learned changes to the accounts file failed. */
+  writeError?: string
 }
 
 export interface ProxyInfo {
@@ -36,5 +69,34 @@ export interface ProxyInfo {
   apiKey: string
 }
 
+/**
+ * Fetches usage for accounts whose view is older than the freshness period, concurrently.
+ * Returns how many accounts were fetched; failures show up as stale rows in the status.
+ */
+export declare function refreshUsage(): Promise<number>
+
 /** Starts the loopback proxy (once per process). Binds a local port; makes no network call. */
 export declare function startProxy(): Promise<ProxyInfo>
+
+/**
+ * The pool as the status command and the footer show it; never includes tokens. With
+ * `refresh`, usage older than the freshness period is fetched first (concurrently).
+ */
+export declare function status(sessionId: string | undefined | null, refresh: boolean): Promise<PoolView>
+
+/** The rotation notices owed to a session; each is returned once. */
+export declare function takeNotices(sessionId: string): Array<NoticeView>
+
+/**
+ * Pins an account, by label, for a session until a rotation moves it off. Refuses an
+ * account that cannot serve now, saying why.
+ */
+export declare function useAccount(sessionId: string, label: string): Promise<AccountView>
+
+export interface WindowView {
+  usedPercent: number
+  /** Unix milliseconds; absent when unknown or already past. */
+  resetsAtMs?: number
+  /** For windows beyond the 5-hour and weekly ones. */
+  name?: string
+}

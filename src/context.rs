@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::auth::Auth;
 use crate::config::{self, Endpoints};
 use crate::error::{Error, ErrorKind};
+use crate::pool::Pool;
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Token refreshes in flight in this process.
     pub auth: Arc<Auth>,
+    /// Sessions, their accounts, and account changes not yet written.
+    pub pool: Arc<Pool>,
 }
 
 impl Context {
@@ -31,6 +34,7 @@ impl Context {
             store,
             http: build_client()?,
             auth: Arc::default(),
+            pool: Arc::default(),
         })
     }
 }

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Proxy,
     /// Getting or refreshing a token failed.
     Auth,
+    /// Fetching an account's usage failed.
+    Usage,
 }
 
 impl ErrorKind {
@@ -31,6 +33,7 @@ impl ErrorKind {
             Self::StoreIo => "store_io",
             Self::Proxy => "proxy",
             Self::Auth => "auth",
+            Self::Usage => "usage",
         }
     }
 }

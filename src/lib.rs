@@ -5,7 +5,12 @@
 //! - [`config`]: where state lives and which servers are called (the one override point)
 //! - [`context`]: what the parts share, including the one HTTP client
 //! - [`store`]: the accounts file, safe across processes
-//! - [`proxy`]: the loopback server pi's Codex client talks to
+//! - [`usage`]: each account's quota windows, from the usage endpoint and reply headers
+//! - [`select`]: the policy deciding which account serves a session
+//! - [`failure`]: what an upstream failure means for the account that got it
+//! - [`sse`]: reading the start of an event stream, to know whether it may be retried
+//! - [`pool`]: this process's view of the pool: sessions, their accounts, pending changes
+//! - [`proxy`]: the loopback server pi's Codex client talks to; rotates on failures
 //!
 //! `binding` (feature `node`) is the thin napi layer the pi extension loads.
 
@@ -13,8 +18,13 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod failure;
+pub mod pool;
 pub mod proxy;
+pub mod select;
+pub mod sse;
 pub mod store;
+pub mod usage;
 
 #[cfg(feature = "node")]
 pub mod binding;

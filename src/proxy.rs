@@ -6,6 +6,7 @@
 //! byte for byte to the real backend with that account's token. The reply streams back as it
 //! arrives; when pi goes away, dropping the reply body drops the upstream request with it.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -31,7 +32,13 @@ use crate::auth::{self, TokenError};
 use crate::config::is_loopback_host;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
+use crate::failure::Failure;
+use crate::now_ms;
+use crate::pool::Change;
+use crate::select;
+use crate::sse::{EventReader, EventTooLarge, MAX_EVENT_BYTES, Peek};
 use crate::store::Account;
+use crate::usage::{self, Observation};
 
 /// Request bodies hold a whole conversation, images included; beyond this something is wrong.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -45,6 +52,13 @@ const RESPONSES_PATH: &str = "/codex/responses";
 /// What the credential's JWT payload names as the ChatGPT account. pi's client requires one
 /// and forwards it as `chatgpt-account-id`; the proxy replaces it with the real account's.
 const CREDENTIAL_ACCOUNT_ID: &str = "pi-dispatch";
+/// Upstream attempts for one request at most, however large the pool.
+const MAX_ATTEMPTS: usize = 16;
+/// An error reply is read up to this size, and for this long, to classify it.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Opening events beyond this release the stream: no failure is coming that early.
+const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -223,7 +237,11 @@ impl Refusal {
 }
 
 fn full(text: String) -> ProxyBody {
-    Full::new(Bytes::from(text))
+    full_bytes(Bytes::from(text))
+}
+
+fn full_bytes(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
 }
@@ -265,34 +283,88 @@ fn route(req: &Request<Incoming>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Answers one model request: the session's account first, and on a failure before any output
+/// the next account the policy picks, with the same body, until one serves or none is left.
 async fn forward(
     ctx: &Arc<Context>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = req.into_parts();
     let body = read_body(body).await?;
+    let session = session_id(&parts.headers);
 
-    let file = ctx.store.load().map_err(|e| Refusal {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: e.chain(),
-    })?;
-    let account = file.first_usable(crate::now_ms()).ok_or_else(|| Refusal {
-        status: StatusCode::BAD_REQUEST,
-        message: "no usable account in the pool; add one with /dispatch-login".into(),
-    })?;
+    let mut tried = HashSet::new();
+    let mut failures: Vec<(String, Failure)> = Vec::new();
+    while tried.len() < MAX_ATTEMPTS {
+        let file = match ctx.pool.snapshot(&ctx.store) {
+            Ok(file) => file,
+            Err(e) => return Ok(failure_stream(&format!("pi-dispatch: {}", e.chain()))),
+        };
+        let now = now_ms();
+        let Some((account, reason)) =
+            ctx.pool
+                .choose(session.as_deref(), &file.accounts, now, |a| {
+                    tried.contains(&a.id)
+                })
+        else {
+            break;
+        };
+        let account = account.clone();
+        tried.insert(account.id.clone());
+        match attempt(ctx, &parts.headers, &account, &body).await {
+            Ok(response) => {
+                if let Some(session) = &session {
+                    ctx.pool
+                        .settle(session, &account, reason, &file.accounts, &failures, now);
+                }
+                return Ok(response);
+            }
+            Err((failure, seen)) => {
+                ctx.pool
+                    .record_failure(&ctx.store, &account.id, &failure, seen.as_ref(), now_ms());
+                failures.push((account.id, failure));
+            }
+        }
+    }
+    Ok(exhausted(ctx, &failures))
+}
 
+/// pi 0.73 sends `session_id`, pi 1.x `session-id`.
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    ["session-id", "session_id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// A failed attempt, with what its reply's headers said about usage.
+type Failed = (Failure, Option<Observation>);
+
+/// One account's try: a reply that may go to pi, or a failure that moves the request on.
+async fn attempt(
+    ctx: &Arc<Context>,
+    pi_headers: &HeaderMap,
+    account: &Account,
+    body: &Bytes,
+) -> Result<Response<ProxyBody>, Failed> {
     let token = auth::access_token(ctx, account)
         .await
-        .map_err(|e| token_refusal(&account.label, e))?;
-    let mut upstream = send_upstream(ctx, &parts.headers, account, &token, body.clone()).await?;
+        .map_err(token_failure)?;
+    let mut upstream = send_upstream(ctx, pi_headers, account, &token, body.clone()).await?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         // Expired or revoked early: one refresh, one retry.
         let token = auth::replace_rejected(ctx, account, &token)
             .await
-            .map_err(|e| token_refusal(&account.label, e))?;
-        upstream = send_upstream(ctx, &parts.headers, account, &token, body).await?;
+            .map_err(token_failure)?;
+        upstream = send_upstream(ctx, pi_headers, account, &token, body.clone()).await?;
     }
 
+    let seen = usage::from_headers(upstream.headers(), now_ms());
+    if let Some(seen) = &seen {
+        ctx.pool
+            .record(&ctx.store, &account.id, Change::Observed(seen.clone()));
+    }
     let status = upstream.status();
     let headers: Vec<_> = upstream
         .headers()
@@ -300,16 +372,85 @@ async fn forward(
         .filter(|(name, _)| !is_hop_by_hop(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    // Each chunk goes to pi as soon as it arrives; dropping this body (pi went away) drops the
-    // upstream response and so closes the upstream connection.
-    let stream = upstream
-        .bytes_stream()
-        .map_ok(Frame::data)
-        .map_err(|e| Box::new(e) as BoxError);
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    if status.is_success() {
+        let body = hold_back(upstream).await.map_err(|f| (f, seen.clone()))?;
+        return Ok(respond(status, headers, body));
+    }
+    let upstream_headers = upstream.headers().clone();
+    let bytes = read_error_body(upstream).await;
+    match Failure::from_status(status, &upstream_headers, &bytes, now_ms()) {
+        Some(failure) => Err((failure, seen)),
+        // The request's own fault: pi sees it as it came.
+        None => Ok(respond(status, headers, full_bytes(bytes))),
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: ProxyBody,
+) -> Response<ProxyBody> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().extend(headers);
-    Ok(response)
+    response
+}
+
+/// Holds a 200 stream until its first output event. A failure before that is returned so the
+/// request can move on; once output starts, the held bytes and the rest stream to pi as they
+/// arrive, and dropping the body (pi went away) closes the upstream connection.
+async fn hold_back(upstream: reqwest::Response) -> Result<ProxyBody, Failure> {
+    let mut stream = upstream.bytes_stream();
+    let mut reader = EventReader::default();
+    'held: loop {
+        let chunk = match stream.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(_)) | None => {
+                return Err(Failure::Backend {
+                    what: "the reply ended before any output".into(),
+                });
+            }
+        };
+        reader
+            .push(&chunk)
+            .map_err(|EventTooLarge| Failure::Backend {
+                what: format!("an event over {} MiB", MAX_EVENT_BYTES >> 20),
+            })?;
+        while let Some(peek) = reader.next_event(now_ms()) {
+            match peek {
+                Peek::Opening => {}
+                Peek::Failed(failure) => return Err(failure),
+                Peek::Output => break 'held,
+            }
+        }
+        if reader.held_len() > MAX_HELD_BYTES {
+            break;
+        }
+    }
+    let held = futures_util::stream::once(std::future::ready(Ok(Frame::data(Bytes::from(
+        reader.into_held(),
+    )))));
+    let rest = stream
+        .map_ok(Frame::data)
+        .map_err(|e| Box::new(e) as BoxError);
+    Ok(StreamBody::new(held.chain(rest)).boxed_unsync())
+}
+
+/// Enough of an error body to classify it; a body that does not come is treated as empty.
+async fn read_error_body(upstream: reqwest::Response) -> Bytes {
+    let mut stream = upstream.bytes_stream();
+    let mut bytes = Vec::new();
+    let read = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= MAX_ERROR_BODY {
+                bytes.truncate(MAX_ERROR_BODY);
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ERROR_BODY_TIMEOUT, read).await;
+    Bytes::from(bytes)
 }
 
 async fn send_upstream(
@@ -318,7 +459,7 @@ async fn send_upstream(
     account: &Account,
     access_token: &str,
     body: Bytes,
-) -> Result<reqwest::Response, Refusal> {
+) -> Result<reqwest::Response, Failed> {
     let mut upstream = ctx.http.post(ctx.endpoints.responses_url());
     for (name, value) in pi_headers {
         if forwards(name) {
@@ -331,31 +472,119 @@ async fn send_upstream(
         .body(body)
         .send()
         .await
-        .map_err(|e| Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!(
-                "cannot reach the Codex backend: {}",
-                crate::error::chain(&e)
-            ),
+        .map_err(|e| {
+            let what = format!("cannot reach it: {}", crate::error::chain(&e));
+            (Failure::Backend { what }, None)
         })
 }
 
-fn token_refusal(label: &str, error: TokenError) -> Refusal {
-    match error {
-        TokenError::NeedsLogin(reason) => Refusal {
-            status: StatusCode::UNAUTHORIZED,
-            message: format!(
-                "account \"{label}\" must log in again ({reason}); run /dispatch-login {label}"
-            ),
+fn token_failure(error: TokenError) -> Failed {
+    let failure = match error {
+        // `auth` has already marked the account.
+        TokenError::NeedsLogin(_) => Failure::Unauthorized,
+        TokenError::Transient(e) => Failure::Backend {
+            what: format!("token refresh failed: {}", e.chain()),
         },
-        TokenError::Transient(e) => Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!(
-                "cannot refresh the token of account \"{label}\" now: {}",
-                e.chain()
-            ),
-        },
+    };
+    (failure, None)
+}
+
+/// No account can serve. pi gets a well-formed failure event at once, worded so that neither
+/// its client nor its session layer retries it: a status code would make pi 0.73 retry three
+/// times, and words like "rate limit" or a 5xx number make pi re-run the turn.
+fn exhausted(ctx: &Context, failures: &[(String, Failure)]) -> Response<ProxyBody> {
+    let message = match ctx.pool.snapshot(&ctx.store) {
+        Ok(file) => exhausted_message(&file.accounts, failures, now_ms()),
+        Err(e) => format!("pi-dispatch: {}", e.chain()),
+    };
+    failure_stream(&message)
+}
+
+pub fn exhausted_message(
+    accounts: &[Account],
+    failures: &[(String, Failure)],
+    now_ms: u64,
+) -> String {
+    if accounts.is_empty() {
+        return "pi-dispatch has no accounts yet: add one with /dispatch-login.".into();
     }
+    let mut first_back: Option<(u64, &str)> = None;
+    let rows: Vec<String> = accounts
+        .iter()
+        .map(|account| {
+            let availability = select::availability(account, now_ms);
+            let failed_here = failures.iter().rev().find(|(id, _)| *id == account.id);
+            let why = match failed_here {
+                Some((_, failure)) => failure.describe(),
+                None => availability.describe(),
+            };
+            match availability.back_at() {
+                Some(at) => {
+                    if first_back.is_none_or(|(t, _)| at < t) {
+                        first_back = Some((at, &account.label));
+                    }
+                    format!("{}: {why}, back {}", account.label, when(at, now_ms))
+                }
+                None => format!("{}: {why}", account.label),
+            }
+        })
+        .collect();
+    let count = match accounts.len() {
+        1 => "your only account".to_string(),
+        n => format!("none of your {n} accounts"),
+    };
+    let mut message = format!("pi-dispatch: {count} can answer now ({}).", rows.join("; "));
+    if let Some((at, label)) = first_back {
+        message.push_str(&format!(" First back: {label}, {}.", when(at, now_ms)));
+    }
+    message
+}
+
+/// "Tue 09:00 (in 2h 14m)" in the user's time zone.
+fn when(at_ms: u64, now_ms: u64) -> String {
+    let local = i64::try_from(at_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| {
+            let zoned = t.to_zoned(jiff::tz::TimeZone::system());
+            let format = if at_ms.saturating_sub(now_ms) > 6 * 24 * 3600 * 1000 {
+                "%a %d %b %H:%M"
+            } else {
+                "%a %H:%M"
+            };
+            zoned.strftime(format).to_string()
+        })
+        .unwrap_or_else(|| "later".into());
+    format!("{local} (in {})", countdown(at_ms.saturating_sub(now_ms)))
+}
+
+/// "45s", "12m", "2h 14m", "3d 4h".
+pub fn countdown(ms: u64) -> String {
+    let s = ms.div_ceil(1000);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// A 200 event stream holding one `response.failed`: pi reports its message as the error.
+fn failure_stream(message: &str) -> Response<ProxyBody> {
+    let event = serde_json::json!({
+        "type": "response.failed",
+        "response": {
+            "id": "resp_pi_dispatch",
+            "status": "failed",
+            "error": { "code": "pi_dispatch_unavailable", "message": message },
+        },
+    });
+    let mut response = Response::new(full(format!("event: response.failed\ndata: {event}\n\n")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    response
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {

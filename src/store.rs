@@ -88,6 +88,10 @@ pub enum AccountState {
     /// Refresh failed for good; only a new login fixes it.
     #[serde(rename_all = "camelCase")]
     NeedsLogin { reason: String },
+    /// The backend said this account cannot use Codex at all (its plan has no Codex); a new
+    /// login, after the plan changed, makes it usable again.
+    #[serde(rename_all = "camelCase")]
+    Disabled { reason: String },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,6 +106,9 @@ pub struct Usage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageWindow {
+    /// The backend's name for a window beyond the standard two (`additional_rate_limits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Length of the window in seconds (18000 = 5 hours, 604800 = weekly); the only reliable
     /// way to tell windows apart.
     #[serde(default)]
@@ -116,7 +123,7 @@ impl Account {
         match &self.state {
             AccountState::Usable => true,
             AccountState::Benched { until_ms, .. } => *until_ms <= now_ms,
-            AccountState::NeedsLogin { .. } => false,
+            AccountState::NeedsLogin { .. } | AccountState::Disabled { .. } => false,
         }
     }
 }

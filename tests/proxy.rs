@@ -165,9 +165,12 @@ async fn the_first_event_reaches_the_client_while_upstream_is_still_sending() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
-    let rig = rig(one_account(Behavior::HangAfterHeaders)).await;
-    let response = rig.pi_request().send().await.unwrap();
+    // Output starts, then the backend takes its time with the rest.
+    let rig = rig(one_account(Behavior::ok_slow("slow answer", 5, 30_000))).await;
+    let mut response = rig.pi_request().send().await.unwrap();
     assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("response.output_item.added"));
     drop(response);
     assert_upstream_saw_disconnect(&rig).await;
 }
@@ -175,13 +178,24 @@ async fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
 #[tokio::test]
 async fn a_client_that_goes_away_before_the_reply_starts_cancels_the_upstream_request() {
     let rig = rig(one_account(Behavior::HangBeforeHeaders)).await;
+    abort_while_pending(&rig).await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_while_the_reply_is_held_back_cancels_the_upstream_request() {
+    // Headers came, but no output yet: the proxy is still holding the reply back.
+    let rig = rig(one_account(Behavior::HangAfterHeaders)).await;
+    abort_while_pending(&rig).await;
+}
+
+async fn abort_while_pending(rig: &common::Rig) {
     let pending = tokio::spawn(rig.pi_request().send());
     rig.sim
         .wait_for(Duration::from_secs(5), |s| s.requests.len() == 1)
         .await
         .expect("request forwarded");
     pending.abort();
-    assert_upstream_saw_disconnect(&rig).await;
+    assert_upstream_saw_disconnect(rig).await;
 }
 
 /// The sim records the upstream connection closing under a request it had not finished.
@@ -232,25 +246,27 @@ async fn with_no_usable_account_the_proxy_answers_itself() {
     }];
     let rig = rig_with_states(one_account(Behavior::ok("never")), &states).await;
     let response = rig.pi_request().send().await.unwrap();
-    assert_eq!(response.status(), 400);
+    // A failure event rather than an error status: pi 0.73 retries error statuses.
+    assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
+    assert!(body.starts_with("event: response.failed\n"), "{body}");
     assert!(body.contains("/dispatch-login"), "{body}");
     assert_eq!(rig.forwarded(), 0);
 }
 
 #[tokio::test]
-async fn status_headers_and_error_bodies_pass_through() {
-    let rig = rig(one_account(Behavior::UsageLimit {
-        resets_in_seconds: 600,
-    }))
-    .await;
+async fn errors_about_the_request_itself_pass_through() {
+    let mut script = Script::default_accounts(2);
+    script.accounts[0].default = Some(Behavior::server_error(400));
+    let rig = rig(script).await;
     let response = rig.pi_request().send().await.unwrap();
-    assert_eq!(response.status(), 429);
+    assert_eq!(response.status(), 400);
     assert!(
         response
             .headers()
             .contains_key("x-codex-primary-used-percent")
     );
     let body = response.text().await.unwrap();
-    assert!(body.contains("usage_limit_reached"), "{body}");
+    assert!(body.contains("simulated server error"), "{body}");
+    assert_eq!(rig.forwarded(), 1, "a bad request is not tried elsewhere");
 }

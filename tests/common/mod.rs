@@ -10,7 +10,7 @@ use dispatch_sim::{Behavior, Script, Simulator};
 use pi_dispatch::config::Endpoints;
 use pi_dispatch::context::Context;
 use pi_dispatch::proxy::Proxy;
-use pi_dispatch::store::{Account, AccountState, Store, Tokens};
+use pi_dispatch::store::{Account, AccountState, Store, Tokens, Usage, UsageWindow};
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,7 +61,7 @@ pub async fn rig_with(script: Script, states: &[AccountState], expires_at_ms: Op
                         expires_at_ms: expires_at_ms.unwrap_or(tokens.expires_at_ms),
                     },
                     state: states.get(i).cloned().unwrap_or_default(),
-                    usage: None,
+                    usage: Some(ordered_usage(i)),
                     added_at_ms: 0,
                 });
             }
@@ -83,6 +83,21 @@ pub async fn rig_with(script: Script, states: &[AccountState], expires_at_ms: Op
     }
 }
 
+/// Touched accounts whose weekly windows reset one hour apart, in script order, so the policy
+/// picks them in that order.
+pub fn ordered_usage(i: usize) -> Usage {
+    let now = pi_dispatch::now_ms();
+    Usage {
+        observed_at_ms: now,
+        windows: vec![UsageWindow {
+            name: None,
+            window_seconds: Some(7 * 24 * 3600),
+            used_percent: 10.0,
+            resets_at_ms: Some(now + (i as u64 + 1) * 3_600_000),
+        }],
+    }
+}
+
 /// A test client. reqwest is built here without a crypto provider; install the one the core uses.
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -100,8 +115,12 @@ impl Rig {
         format!("{}/codex/responses", self.proxy.base_url())
     }
 
-    /// A request as pi's Codex client makes it.
+    /// A request as pi's Codex client makes it, in session `session-123`.
     pub fn pi_request(&self) -> reqwest::RequestBuilder {
+        self.pi_request_in("session-123")
+    }
+
+    pub fn pi_request_in(&self, session: &str) -> reqwest::RequestBuilder {
         client()
             .post(self.url())
             .bearer_auth(self.proxy.credential())
@@ -110,7 +129,7 @@ impl Rig {
             .header("content-type", "application/json")
             .header("openai-beta", "responses=experimental")
             .header("originator", "pi")
-            .header("session_id", "session-123")
+            .header("session_id", session)
             .header("x-client-request-id", "request-456")
             .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
     }
