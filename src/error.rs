@@ -20,6 +20,16 @@ pub enum ErrorKind {
     Proxy,
     /// Getting or refreshing a token failed.
     Auth,
+    /// A login did not complete: consent denied, a foreign answer, a refused code exchange.
+    Login,
+    /// The user cancelled a login.
+    LoginCancelled,
+    /// A login got no answer in time.
+    LoginTimedOut,
+    /// Pasted text is not a redirect URL; the login goes on and takes another paste.
+    Paste,
+    /// A label is malformed, unknown, or belongs to another account.
+    Label,
 }
 
 impl ErrorKind {
@@ -31,6 +41,11 @@ impl ErrorKind {
             Self::StoreIo => "store_io",
             Self::Proxy => "proxy",
             Self::Auth => "auth",
+            Self::Login => "login",
+            Self::LoginCancelled => "login_cancelled",
+            Self::LoginTimedOut => "login_timed_out",
+            Self::Paste => "paste",
+            Self::Label => "label",
         }
     }
 }
