@@ -5,6 +5,7 @@
 //! - [`config`]: where state lives and which servers are called (the one override point)
 //! - [`context`]: what the parts share, including the one HTTP client
 //! - [`store`]: the accounts file, safe across processes
+//! - [`login`]: adding accounts by browser (callback or pasted URL) or device code
 //! - [`proxy`]: the loopback server pi's Codex client talks to
 //!
 //! `binding` (feature `node`) is the thin napi layer the pi extension loads.
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod login;
 pub mod proxy;
 pub mod store;
 
