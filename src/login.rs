@@ -64,18 +64,13 @@ pub struct Pkce {
 }
 
 impl Pkce {
-    pub fn new() -> Self {
+    /// A fresh random pair.
+    pub fn generate() -> Self {
         let verifier = random_token();
         Self {
             challenge: pkce_challenge(&verifier),
             verifier,
         }
-    }
-}
-
-impl Default for Pkce {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -520,7 +515,7 @@ impl BrowserLogin {
             .map(store::check_label)
             .transpose()?
             .map(str::to_owned);
-        let pkce = Pkce::new();
+        let pkce = Pkce::generate();
         let state = random_token();
         let (answers, inbox) = mpsc::unbounded_channel();
         let life = Lifecycle::new();
@@ -982,7 +977,7 @@ mod tests {
 
     #[test]
     fn pkce_pairs_are_fresh_valid_and_redacted() {
-        let (a, b) = (Pkce::new(), Pkce::new());
+        let (a, b) = (Pkce::generate(), Pkce::generate());
         assert_ne!(a.verifier, b.verifier);
         assert_eq!(a.challenge, pkce_challenge(&a.verifier));
         // RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~].
