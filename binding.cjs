@@ -835,7 +835,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.LoginFlow = nativeBinding.LoginFlow
+module.exports.accountLabels = nativeBinding.accountLabels
 module.exports.refreshUsage = nativeBinding.refreshUsage
+module.exports.removeAccount = nativeBinding.removeAccount
+module.exports.renameAccount = nativeBinding.renameAccount
+module.exports.startBrowserLogin = nativeBinding.startBrowserLogin
+module.exports.startDeviceLogin = nativeBinding.startDeviceLogin
 module.exports.startProxy = nativeBinding.startProxy
 module.exports.status = nativeBinding.status
 module.exports.takeNotices = nativeBinding.takeNotices

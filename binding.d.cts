@@ -9,6 +9,32 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A login in progress: what to show the user, a place for a pasted redirect, and its end. */
+export declare class LoginFlow {
+  /** `browser` or `device`. */
+  get kind(): string
+  /** Where the user goes: the sign-in page, or the page that takes the device code. */
+  get url(): string
+  /** The code to enter on the device page. */
+  get userCode(): string | null
+  /** Why the browser cannot hand the answer back by itself, leaving the paste path. */
+  get notice(): string | null
+  /**
+   * Hands in the redirect URL the user pasted. Throws `[paste] ...` for text that is not
+   * one; the login goes on and takes another paste.
+   */
+  submitPaste(text: string): void
+  /**
+   * Resolves when the account is saved; rejects with `[login]`, `[login_cancelled]`,
+   * `[login_timed_out]` or `[label]` and the reason, leaving the pool unchanged.
+   */
+  wait(): Promise<LoginResult>
+  cancel(): void
+}
+
+/** The labels of the pool's accounts, for argument completion. */
+export declare function accountLabels(): Array<string>
+
 export interface AccountView {
   id: string
   label: string
@@ -46,6 +72,16 @@ export interface ChoiceView {
   preview: boolean
 }
 
+export interface LoginResult {
+  label: string
+  email?: string
+  plan?: string
+  /** False when the account was in the pool already and only got new tokens. */
+  added: boolean
+  /** The label asked for, when the account already had another one (which it keeps). */
+  ignoredLabel?: string
+}
+
 export interface NoticeView {
   fromLabel: string
   toLabel: string
@@ -74,6 +110,21 @@ export interface ProxyInfo {
  * Returns how many accounts were fetched; failures show up as stale rows in the status.
  */
 export declare function refreshUsage(): Promise<number>
+
+/** Removes an account and its tokens; throws `[label] ...` for an unknown label. */
+export declare function removeAccount(label: string): void
+
+/** Gives an account a new label; throws `[label] ...` for an unknown or taken label. */
+export declare function renameAccount(label: string, newLabel: string): void
+
+/**
+ * Starts a browser login: listens for the callback (port 1455 unless
+ * `PI_DISPATCH_CALLBACK_PORT` says otherwise) and builds the sign-in URL.
+ */
+export declare function startBrowserLogin(label?: string | undefined | null): Promise<LoginFlow>
+
+/** Starts a device-code login: asks the issuer for a user code. */
+export declare function startDeviceLogin(label?: string | undefined | null): Promise<LoginFlow>
 
 /** Starts the loopback proxy (once per process). Binds a local port; makes no network call. */
 export declare function startProxy(): Promise<ProxyInfo>

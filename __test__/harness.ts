@@ -50,9 +50,10 @@ export class Sim {
     this.accounts = ready.accounts as Record<string, SimTokens>;
   }
 
-  static async start(accounts: SimAccountScript[], dir: string): Promise<Sim> {
+  /** `more` adds top-level script keys, e.g. `device`. */
+  static async start(accounts: SimAccountScript[], dir: string, more: Record<string, unknown> = {}): Promise<Sim> {
     const scriptPath = join(dir, "sim-script.json");
-    writeFileSync(scriptPath, JSON.stringify({ accounts }));
+    writeFileSync(scriptPath, JSON.stringify({ ...more, accounts }));
     const child = spawn(SIM_BIN, ["--script", scriptPath], { stdio: ["pipe", "pipe", "inherit"] });
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const ready = await new Promise<Record<string, unknown>>((resolveReady, reject) => {
@@ -68,9 +69,39 @@ export class Sim {
     return (await response.json()) as SimStats;
   }
 
+  /** Every account's current tokens, including those minted by logins since the start. */
+  async tokens(): Promise<Record<string, SimTokens>> {
+    const response = await fetch(`${this.baseUrl}/__sim/tokens`);
+    return (await response.json()) as Record<string, SimTokens>;
+  }
+
+  /** Makes the next browser sign-in consent as `accountId`. */
+  async queueLogin(accountId: string): Promise<void> {
+    const response = await fetch(`${this.baseUrl}/__sim/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ accountId }),
+    });
+    if (!response.ok) throw new Error(`queueing a login failed: ${response.status}`);
+  }
+
   stop(): void {
     this.#child.kill();
   }
+}
+
+/** Authorization codes the tests saw; the secret scan looks for them in pi's output too. */
+export const seenCodes: string[] = [];
+
+/** Plays the user's consent in a browser: GETs the sign-in URL without following the issuer's
+ * redirect and returns where it sends the browser. */
+export async function consent(signInUrl: string): Promise<string> {
+  const response = await fetch(signInUrl, { redirect: "manual" });
+  const location = response.headers.get("location");
+  if (response.status !== 302 || !location) throw new Error(`the issuer did not redirect: ${response.status}`);
+  const code = new URL(location).searchParams.get("code");
+  if (code) seenCodes.push(code);
+  return location;
 }
 
 export interface SimRequest {
@@ -134,14 +165,16 @@ export interface PiRun {
 /** Everything every pi process printed in this test run, for the secret-leak check. */
 export const transcripts: string[] = [];
 
-/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
-export function runPi(
-  generation: PiGeneration,
-  args: string[],
-  options: { home: string; agentDir: string; env?: Record<string, string>; timeoutMs?: number },
-): Promise<PiRun> {
-  const tool = TOOLS[generation];
-  const env: Record<string, string> = {
+/** Where a pi run lives, and what it gets in its environment besides the isolation. */
+export interface PiOptions {
+  home: string;
+  agentDir: string;
+  env?: Record<string, string>;
+}
+
+/** An isolated environment: nothing from the caller's but PATH. */
+function piEnv(options: PiOptions): Record<string, string> {
+  return {
     PATH: process.env.PATH ?? "",
     HOME: options.home,
     PI_CODING_AGENT_DIR: options.agentDir,
@@ -150,6 +183,16 @@ export function runPi(
     PI_SKIP_VERSION_CHECK: "1",
     ...options.env,
   };
+}
+
+/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
+export function runPi(
+  generation: PiGeneration,
+  args: string[],
+  options: PiOptions & { timeoutMs?: number },
+): Promise<PiRun> {
+  const tool = TOOLS[generation];
+  const env = piEnv(options);
   return new Promise((resolveRun, reject) => {
     const child = spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -168,6 +211,131 @@ export function runPi(
       resolveRun({ code, stdout, stderr });
     });
   });
+}
+
+/** Fails if anything any pi process printed so far holds a token the simulator handed out (at
+ * its start or in a login since) or an authorization code a test saw. */
+export async function assertNoSecretPrinted(sim: Sim): Promise<void> {
+  if (transcripts.length === 0) throw new Error("no pi output was collected");
+  const tokenSets = [...Object.values(sim.accounts), ...Object.values(await sim.tokens())];
+  const secrets = [...tokenSets.flatMap((t) => [t.access, t.refresh, t.idToken]), ...seenCodes];
+  for (const output of transcripts) {
+    for (const secret of secrets) {
+      if (output.includes(secret)) throw new Error("a token or authorization code leaked into pi's output");
+    }
+  }
+}
+
+export type RpcMessage = Record<string, unknown> & { type: string };
+/** What a test answers to one dialog: `{ value }`, `{ confirmed }` or `{ cancelled: true }`. */
+export type DialogAnswer = { value: string } | { confirmed: boolean } | { cancelled: true };
+
+/** The real pi in `--mode rpc`: JSON lines in and out, dialogs answered by the test. */
+export class RpcPi {
+  readonly messages: RpcMessage[] = [];
+  readonly #child: ChildProcess;
+  #stdout = "";
+  #stderr = "";
+  #nextId = 0;
+  #waiters: (() => void)[] = [];
+  #closed: Promise<void>;
+
+  constructor(generation: PiGeneration, args: string[], options: PiOptions) {
+    const tool = TOOLS[generation];
+    this.#child = spawn(tool.node, [tool.cli, "--mode", "rpc", ...args], {
+      cwd: options.home,
+      env: piEnv(options),
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const lines = createInterface({ input: this.#child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      this.#stdout += `${line}\n`;
+      try {
+        const message = JSON.parse(line) as RpcMessage;
+        if (typeof message.type === "string") this.messages.push(message);
+      } catch {
+        // Not protocol: kept in the transcript only.
+      }
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+    this.#child.stderr?.on("data", (chunk) => {
+      this.#stderr += chunk;
+    });
+    this.#closed = new Promise((resolveClosed) => {
+      this.#child.once("close", () => {
+        transcripts.push(this.#stdout, this.#stderr);
+        for (const wake of this.#waiters.splice(0)) wake();
+        resolveClosed();
+      });
+    });
+  }
+
+  send(command: Record<string, unknown>): void {
+    this.#child.stdin?.write(`${JSON.stringify(command)}\n`);
+  }
+
+  /** The first message from index `from` on that matches, waiting up to `timeoutMs`. */
+  async waitFor(match: (m: RpcMessage) => boolean, from = 0, timeoutMs = 30_000): Promise<RpcMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.slice(from).find(match);
+      if (found) return found;
+      if (this.#child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`pi (rpc) never sent the expected message. stderr:\n${this.#stderr}`);
+      }
+      await new Promise<void>((wake) => {
+        this.#waiters.push(wake);
+        setTimeout(wake, 200);
+      });
+    }
+  }
+
+  /** Runs a slash command, answering each dialog it opens with `answer(dialog, notices)`, where
+   * `notices` are the notifications shown so far. Resolves with every notification of the
+   * command once pi reports the command done. */
+  async command(text: string, answer: (dialog: RpcMessage, notices: string[]) => Promise<DialogAnswer> | DialogAnswer) {
+    const id = `cmd-${this.#nextId++}`;
+    const from = this.messages.length;
+    this.send({ type: "prompt", id, message: text });
+    const answered = new Set<unknown>();
+    const notices = () =>
+      this.messages
+        .slice(from)
+        .filter((m) => m.type === "extension_ui_request" && m.method === "notify")
+        .map((m) => String(m.message));
+    for (;;) {
+      const next = await this.waitFor(
+        (m) =>
+          (m.type === "response" && m.id === id) ||
+          (m.type === "extension_ui_request" &&
+            ["select", "input", "confirm", "editor"].includes(String(m.method)) &&
+            !answered.has(m.id)),
+        from,
+      );
+      if (next.type === "response") {
+        if (next.success !== true) throw new Error(`${text} failed: ${JSON.stringify(next)}`);
+        return notices();
+      }
+      answered.add(next.id);
+      this.send({ type: "extension_ui_response", id: next.id, ...(await answer(next, notices())) });
+    }
+  }
+
+  /** Sends a prompt to the model and resolves with the events up to the end of the agent's run. */
+  async prompt(text: string, timeoutMs = 60_000): Promise<RpcMessage[]> {
+    const from = this.messages.length;
+    this.send({ type: "prompt", id: `prompt-${this.#nextId++}`, message: text });
+    await this.waitFor((m) => m.type === "agent_end", from, timeoutMs);
+    return this.messages.slice(from);
+  }
+
+  /** Closes pi's stdin (RPC mode then exits) and waits; kills it if it lingers. */
+  async stop(): Promise<void> {
+    this.#child.stdin?.end();
+    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 10_000);
+    await this.#closed;
+    clearTimeout(timer);
+  }
 }
 
 /** Model ids listed by `pi --list-models <provider>`, read from the table pi prints. */

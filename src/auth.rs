@@ -201,26 +201,14 @@ struct TokenResponse {
 }
 
 async fn call_token_endpoint(ctx: &Context, refresh_token: &str) -> Result<Tokens, RefreshFailure> {
-    let transient = |message: &str| Error::new(ErrorKind::Auth, message.to_owned());
-    let response = ctx
-        .http
-        .post(join(&ctx.endpoints.auth, "oauth/token"))
-        .timeout(TOKEN_CALL_TIMEOUT)
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", CLIENT_ID),
-        ])
-        .send()
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+        ("client_id", CLIENT_ID),
+    ];
+    let (status, body) = post_token_form(ctx, ErrorKind::Auth, &form)
         .await
-        .map_err(|e| {
-            // reqwest's message names the URL only; the form body never appears in it.
-            RefreshFailure::Transient(transient("the token endpoint did not answer").with_source(e))
-        })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| {
-        RefreshFailure::Transient(transient("the token endpoint's answer broke off").with_source(e))
-    })?;
+        .map_err(RefreshFailure::Transient)?;
     if !status.is_success() {
         let codes = error_codes(&body);
         if let Some(code) = codes.iter().find(|c| PERMANENT_CODES.contains(&c.as_str())) {
@@ -231,25 +219,87 @@ async fn call_token_endpoint(ctx: &Context, refresh_token: &str) -> Result<Token
                 "the token endpoint refused the refresh token".into(),
             ));
         }
-        return Err(RefreshFailure::Transient(transient(&format!(
-            "the token endpoint answered {status}"
-        ))));
+        return Err(RefreshFailure::Transient(Error::new(
+            ErrorKind::Auth,
+            format!("the token endpoint answered {status}"),
+        )));
     }
-    let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-        RefreshFailure::Transient(
-            transient("the token endpoint's answer is not a token response").with_source(e),
-        )
+    // A server that does not rotate keeps the old refresh token valid.
+    parse_tokens(&body, ErrorKind::Auth, Some(refresh_token)).map_err(RefreshFailure::Transient)
+}
+
+/// Exchanges the authorization code of a browser or device login for the account's tokens.
+pub async fn exchange_code(
+    ctx: &Context,
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+) -> Result<Tokens, Error> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("client_id", CLIENT_ID),
+        ("code_verifier", code_verifier),
+    ];
+    let (status, body) = post_token_form(ctx, ErrorKind::Login, &form).await?;
+    if !status.is_success() {
+        // Only the error code: the rest of an OAuth error body is free text from the server.
+        let code = error_codes(&body)
+            .into_iter()
+            .next()
+            .map_or_else(String::new, |c| format!(", {c}"));
+        return Err(Error::new(
+            ErrorKind::Login,
+            format!(
+                "the token endpoint refused the authorization code ({status}{code}); nothing was \
+                 changed. Run /dispatch-login again"
+            ),
+        ));
+    }
+    parse_tokens(&body, ErrorKind::Login, None)
+}
+
+/// Posts a form to the token endpoint and reads the whole answer, whatever its status.
+async fn post_token_form(
+    ctx: &Context,
+    kind: ErrorKind,
+    form: &[(&str, &str)],
+) -> Result<(reqwest::StatusCode, bytes::Bytes), Error> {
+    let response = ctx
+        .http
+        .post(join(&ctx.endpoints.auth, "oauth/token"))
+        .timeout(TOKEN_CALL_TIMEOUT)
+        .form(form)
+        .send()
+        .await
+        // reqwest's message names the URL only; the form body never appears in it.
+        .map_err(|e| Error::new(kind, "the token endpoint did not answer").with_source(e))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| Error::new(kind, "the token endpoint's answer broke off").with_source(e))?;
+    Ok((status, body))
+}
+
+/// The tokens in a successful token answer. `kept_refresh` stands in when the answer carries no
+/// refresh token; without one, there is nothing to refresh with later.
+fn parse_tokens(body: &[u8], kind: ErrorKind, kept_refresh: Option<&str>) -> Result<Tokens, Error> {
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        Error::new(kind, "the token endpoint's answer is not a token response").with_source(e)
     })?;
+    let refresh_token = parsed
+        .refresh_token
+        .or_else(|| kept_refresh.map(str::to_owned))
+        .ok_or_else(|| Error::new(kind, "the token endpoint's answer has no refresh token"))?;
     let expires_at_ms = match parsed.expires_in {
         Some(seconds) => now_ms() + seconds.saturating_mul(1000),
         None => jwt_expiry_ms(&parsed.access_token).unwrap_or(now_ms() + FALLBACK_LIFETIME_MS),
     };
     Ok(Tokens {
         access_token: parsed.access_token,
-        // A server that does not rotate keeps the old refresh token valid.
-        refresh_token: parsed
-            .refresh_token
-            .unwrap_or_else(|| refresh_token.to_owned()),
+        refresh_token,
         id_token: parsed.id_token,
         expires_at_ms,
     })
@@ -257,7 +307,7 @@ async fn call_token_endpoint(ctx: &Context, refresh_token: &str) -> Result<Token
 
 /// Error codes wherever OAuth servers put them: `error` as a string, `error.code`,
 /// `error.type`, or a top-level `code`.
-fn error_codes(body: &[u8]) -> Vec<String> {
+pub(crate) fn error_codes(body: &[u8]) -> Vec<String> {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Vec::new();
     };
@@ -276,10 +326,15 @@ fn error_codes(body: &[u8]) -> Vec<String> {
 
 /// The `exp` claim of a JWT, in unix milliseconds.
 pub fn jwt_expiry_ms(token: &str) -> Option<u64> {
+    jwt_claims(token)?.get("exp")?.as_u64()?.checked_mul(1000)
+}
+
+/// The payload of a JWT as JSON. The signature is not checked: the token came straight from
+/// the token endpoint over TLS, and only the backend relies on it.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     let payload = token.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_u64()?.checked_mul(1000)
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

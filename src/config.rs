@@ -16,6 +16,11 @@ pub const ENV_BACKEND_URL: &str = "PI_DISPATCH_BACKEND_URL";
 pub const ENV_AUTH_URL: &str = "PI_DISPATCH_AUTH_URL";
 /// pi's own variable for its agent directory; `dispatch.json` lives there.
 pub const ENV_AGENT_DIR: &str = "PI_CODING_AGENT_DIR";
+/// Overrides the browser login's callback port (default 1455). Tests use it to run logins side
+/// by side, and `0` (any free port) to stay clear of a real login on the same machine.
+pub const ENV_CALLBACK_PORT: &str = "PI_DISPATCH_CALLBACK_PORT";
+/// The port OpenAI's OAuth client registration redirects to.
+pub const DEFAULT_CALLBACK_PORT: u16 = 1455;
 
 const DEFAULT_BACKEND_URL: &str = "https://chatgpt.com/backend-api";
 const DEFAULT_AUTH_URL: &str = "https://auth.openai.com";
@@ -86,6 +91,20 @@ pub fn is_loopback_host(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The port the browser login's callback listener binds: `PI_DISPATCH_CALLBACK_PORT`, else 1455.
+pub fn callback_port() -> Result<u16, Error> {
+    match std::env::var(ENV_CALLBACK_PORT) {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{ENV_CALLBACK_PORT} is not a port number: {text:?}"),
+            )
+            .with_source(e)
+        }),
+        _ => Ok(DEFAULT_CALLBACK_PORT),
+    }
 }
 
 /// pi's agent directory: `PI_CODING_AGENT_DIR`, else `~/.pi/agent`.

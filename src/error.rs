@@ -22,6 +22,16 @@ pub enum ErrorKind {
     Auth,
     /// Fetching an account's usage failed.
     Usage,
+    /// A login did not complete: consent denied, a foreign answer, a refused code exchange.
+    Login,
+    /// The user cancelled a login.
+    LoginCancelled,
+    /// A login got no answer in time.
+    LoginTimedOut,
+    /// Pasted text is not a redirect URL; the login goes on and takes another paste.
+    Paste,
+    /// A label is malformed, unknown, or belongs to another account.
+    Label,
 }
 
 impl ErrorKind {
@@ -34,6 +44,11 @@ impl ErrorKind {
             Self::Proxy => "proxy",
             Self::Auth => "auth",
             Self::Usage => "usage",
+            Self::Login => "login",
+            Self::LoginCancelled => "login_cancelled",
+            Self::LoginTimedOut => "login_timed_out",
+            Self::Paste => "paste",
+            Self::Label => "label",
         }
     }
 }

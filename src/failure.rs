@@ -28,6 +28,8 @@ pub enum Failure {
     Throttled { for_ms: Option<u64> },
     /// The token was refused even after a refresh.
     Unauthorized,
+    /// The refresh token is dead: only a new login helps (`auth` has marked the account).
+    LoggedOut { reason: String },
     /// The backend failed (5xx, no connection, a stream that ended before any output).
     Backend { what: String },
 }
@@ -116,7 +118,7 @@ impl Failure {
             Self::NotIncluded => Some(AccountState::Disabled {
                 reason: "the plan does not include Codex".into(),
             }),
-            Self::Unauthorized | Self::Backend { .. } => None,
+            Self::Unauthorized | Self::LoggedOut { .. } | Self::Backend { .. } => None,
         }
     }
 
@@ -127,6 +129,7 @@ impl Failure {
             Self::NotIncluded => "plan does not include Codex".into(),
             Self::Throttled { .. } => "throttled by the backend".into(),
             Self::Unauthorized => "token refused".into(),
+            Self::LoggedOut { reason } => format!("must log in again ({reason})"),
             Self::Backend { what } => format!("backend trouble ({what})"),
         }
     }

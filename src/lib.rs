@@ -5,6 +5,7 @@
 //! - [`config`]: where state lives and which servers are called (the one override point)
 //! - [`context`]: what the parts share, including the one HTTP client
 //! - [`store`]: the accounts file, safe across processes
+//! - [`login`]: adding accounts by browser (callback or pasted URL) or device code
 //! - [`usage`]: each account's quota windows, from the usage endpoint and reply headers
 //! - [`select`]: the policy deciding which account serves a session
 //! - [`failure`]: what an upstream failure means for the account that got it
@@ -19,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod failure;
+pub mod login;
 pub mod pool;
 pub mod proxy;
 pub mod select;

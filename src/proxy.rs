@@ -480,8 +480,7 @@ async fn send_upstream(
 
 fn token_failure(error: TokenError) -> Failed {
     let failure = match error {
-        // `auth` has already marked the account.
-        TokenError::NeedsLogin(_) => Failure::Unauthorized,
+        TokenError::NeedsLogin(reason) => Failure::LoggedOut { reason },
         TokenError::Transient(e) => Failure::Backend {
             what: format!("token refresh failed: {}", e.chain()),
         },
@@ -514,10 +513,13 @@ pub fn exhausted_message(
         .map(|account| {
             let availability = select::availability(account, now_ms);
             let failed_here = failures.iter().rev().find(|(id, _)| *id == account.id);
-            let why = match failed_here {
+            let mut why = match failed_here {
                 Some((_, failure)) => failure.describe(),
                 None => availability.describe(),
             };
+            if matches!(availability, select::Availability::NeedsLogin { .. }) {
+                why.push_str(&format!(", run /dispatch-login {}", account.label));
+            }
             match availability.back_at() {
                 Some(at) => {
                     if first_back.is_none_or(|(t, _)| at < t) {

@@ -21,6 +21,8 @@ use crate::error::{Error, ErrorKind};
 pub const SCHEMA_VERSION: u32 = 1;
 const FILE_NAME: &str = "dispatch.json";
 const TEMP_PREFIX: &str = "dispatch.json.tmp-";
+/// Labels are typed as command arguments and shown in one line of status, so they stay short.
+pub const MAX_LABEL_CHARS: usize = 64;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,6 +142,57 @@ impl AccountsFile {
     pub fn first_usable(&self, now_ms: u64) -> Option<&Account> {
         self.accounts.iter().find(|a| a.is_usable(now_ms))
     }
+
+    pub fn by_label(&self, label: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.label == label)
+    }
+
+    /// The first `account-N`, counting from 1, that no account uses.
+    pub fn free_numbered_label(&self) -> String {
+        (1..)
+            .map(|n| format!("account-{n}"))
+            .find(|label| self.by_label(label).is_none())
+            .unwrap_or_default()
+    }
+}
+
+/// `label` trimmed, or why it cannot be a label: one word, since commands take labels as
+/// whitespace-separated arguments.
+pub fn check_label(label: &str) -> Result<&str, Error> {
+    let label = label.trim();
+    let chars = label.chars().count();
+    if chars == 0
+        || chars > MAX_LABEL_CHARS
+        || label.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::new(
+            ErrorKind::Label,
+            format!(
+                "{label:?} cannot be a label: use one word of 1 to {MAX_LABEL_CHARS} characters, \
+                 without spaces"
+            ),
+        ));
+    }
+    Ok(label)
+}
+
+/// The refusal when `label` already names `owner`, a different account.
+pub fn label_taken(label: &str, owner: &Account) -> Error {
+    let who = owner.email.as_deref().unwrap_or(&owner.chatgpt_account_id);
+    Error::new(
+        ErrorKind::Label,
+        format!(
+            "the label {label:?} is already used by another account ({who}); choose another \
+             label, or free this one with /dispatch-rename or /dispatch-remove"
+        ),
+    )
+}
+
+fn unknown_label(label: &str) -> Error {
+    Error::new(
+        ErrorKind::Label,
+        format!("no account is labelled {label:?}; /dispatch-status lists the accounts"),
+    )
 }
 
 /// Handle on the accounts file of one agent directory. Cheap; does no I/O until used.
@@ -197,6 +250,38 @@ impl Store {
                 change(account);
             }
             Ok(())
+        })
+    }
+
+    /// Gives the account labelled `label` the label `new_label`; refuses an unknown label and a
+    /// label another account already has.
+    pub fn rename_account(&self, label: &str, new_label: &str) -> Result<(), Error> {
+        let new_label = check_label(new_label)?;
+        self.update(|file| {
+            if let Some(owner) = file.by_label(new_label)
+                && owner.label != label
+            {
+                return Err(label_taken(new_label, owner));
+            }
+            let account = file
+                .accounts
+                .iter_mut()
+                .find(|a| a.label == label)
+                .ok_or_else(|| unknown_label(label))?;
+            account.label = new_label.to_owned();
+            Ok(())
+        })
+    }
+
+    /// Removes the account labelled `label`, tokens and all, and returns what it was.
+    pub fn remove_account(&self, label: &str) -> Result<Account, Error> {
+        self.update(|file| {
+            let index = file
+                .accounts
+                .iter()
+                .position(|a| a.label == label)
+                .ok_or_else(|| unknown_label(label))?;
+            Ok(file.accounts.remove(index))
         })
     }
 

@@ -73,9 +73,7 @@ async fn a_fresh_token_is_used_as_it_is() {
 async fn a_reused_refresh_token_marks_the_account_needs_login_and_keeps_it() {
     let rig = expiring(Behavior::ok("never"), vec![TokenBehavior::Reused]).await;
     let before = stored(&rig);
-    let response = rig.pi_request().send().await.unwrap();
-    assert_eq!(response.status(), 401);
-    let body = response.text().await.unwrap();
+    let body = failure_message(&rig).await;
     assert!(body.contains("/dispatch-login acct-a"), "{body}");
     assert!(body.contains("refresh_token_reused"), "{body}");
 
@@ -100,8 +98,8 @@ async fn every_permanent_refresh_failure_marks_needs_login() {
         TokenBehavior::InvalidGrant,
     ] {
         let rig = expiring(Behavior::ok("never"), vec![failure.clone()]).await;
-        let response = rig.pi_request().send().await.unwrap();
-        assert_eq!(response.status(), 401, "{failure:?}");
+        let body = failure_message(&rig).await;
+        assert!(body.contains("must log in again"), "{failure:?}: {body}");
         let state = stored(&rig).state;
         assert!(
             matches!(state, AccountState::NeedsLogin { .. }),
@@ -146,8 +144,8 @@ async fn a_transient_failure_with_an_expired_token_fails_the_request_not_the_acc
     rig.sim
         .set_token_behaviors("acct-a", vec![TokenBehavior::Malformed])
         .unwrap();
-    let response = rig.pi_request().send().await.unwrap();
-    assert_eq!(response.status(), 502);
+    let body = failure_message(&rig).await;
+    assert!(body.contains("token refresh failed"), "{body}");
     assert_eq!(stored(&rig).state, AccountState::Usable);
     assert_eq!(rig.forwarded(), 0);
 
@@ -190,10 +188,19 @@ async fn an_upstream_401_refreshes_once_and_retries_once() {
             vec![Behavior::Unauthorized, Behavior::Unauthorized],
         )
         .unwrap();
-    let response = rig.pi_request().send().await.unwrap();
-    assert_eq!(response.status(), 401);
+    let body = failure_message(&rig).await;
+    assert!(body.contains("token refused"), "{body}");
     assert_eq!(refreshes(&rig), 1);
     assert_eq!(rig.forwarded(), 2);
+}
+
+/// The proxy's own answer when no account could serve: a `response.failed` event.
+async fn failure_message(rig: &common::Rig) -> String {
+    let response = rig.pi_request().send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.starts_with("event: response.failed\n"), "{body}");
+    body
 }
 
 #[tokio::test]

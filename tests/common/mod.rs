@@ -42,7 +42,6 @@ pub async fn rig_with(script: Script, states: &[AccountState], expires_at_ms: Op
     let sim = Simulator::start(script).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path());
-    let seeded = store.clone();
     store
         .update(|file| {
             for (i, id) in ids.iter().enumerate() {
@@ -68,11 +67,23 @@ pub async fn rig_with(script: Script, states: &[AccountState], expires_at_ms: Op
             Ok(())
         })
         .unwrap();
+    assemble(sim, dir, store).await
+}
+
+/// The simulator with an empty pool, for tests that add accounts by logging in.
+pub async fn rig_empty(script: Script) -> Rig {
+    let sim = Simulator::start(script).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path());
+    assemble(sim, dir, store).await
+}
+
+async fn assemble(sim: Simulator, dir: tempfile::TempDir, store: Store) -> Rig {
     let endpoints = Endpoints {
         backend: Url::parse(&sim.backend_base()).unwrap(),
         auth: Url::parse(&sim.issuer()).unwrap(),
     };
-    let ctx = Arc::new(Context::new(endpoints, seeded).unwrap());
+    let ctx = Arc::new(Context::new(endpoints, store.clone()).unwrap());
     let proxy = Proxy::start(ctx.clone()).await.unwrap();
     Rig {
         sim,
