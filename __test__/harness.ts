@@ -170,13 +170,15 @@ export function runPi(
   });
 }
 
-/** Model ids listed by `pi --list-models <provider>`, read from the table pi prints. */
+/** Model ids listed by `pi --list-models <provider>`, read from the table pi prints. `extension:
+ * null` loads only what pi has installed, not the source tree's entry. */
 export async function listModels(
   generation: PiGeneration,
   provider: string,
-  options: { home: string; agentDir: string; extension?: string },
+  options: { home: string; agentDir: string; extension?: string | null; env?: Record<string, string> },
 ): Promise<string[]> {
-  const run = await runPi(generation, ["-e", options.extension ?? EXTENSION, "--list-models", provider], options);
+  const extension = options.extension === null ? [] : ["-e", options.extension ?? EXTENSION];
+  const run = await runPi(generation, [...extension, "--list-models", provider], options);
   return `${run.stdout}\n${run.stderr}`
     .split("\n")
     .map((line) => line.trim().split(/\s+/))
