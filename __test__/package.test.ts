@@ -5,9 +5,12 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
-import { ROOT } from "./harness.ts";
+import { fileURLToPath } from "node:url";
+
+// Not the e2e harness: the release job runs this file alone, before anything is built.
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** napi-rs platform name -> the fields npm matches against the installing machine. */
 const PLATFORMS: Record<string, { os: string[]; cpu: string[]; libc?: string[] }> = {
