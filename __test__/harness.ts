@@ -1,7 +1,7 @@
 // Shared pieces of the end-to-end tests: the simulator as a child process, isolated pi homes, the
 // accounts file seeded directly, and the real pi CLI of either generation.
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -30,6 +30,7 @@ export interface SimAccountScript {
   accountId: string;
   email?: string;
   plan?: string;
+  usage?: Record<string, unknown>;
   default?: Record<string, unknown>;
   behaviors?: Record<string, unknown>[];
 }
@@ -53,7 +54,10 @@ export class Sim {
   static async start(accounts: SimAccountScript[], dir: string): Promise<Sim> {
     const scriptPath = join(dir, "sim-script.json");
     writeFileSync(scriptPath, JSON.stringify({ accounts }));
-    const child = spawn(SIM_BIN, ["--script", scriptPath], { stdio: ["pipe", "pipe", "inherit"] });
+    // Its stdin is ours: if this process dies without stopping it, the simulator exits too.
+    const child = spawn(SIM_BIN, ["--script", scriptPath, "--exit-on-stdin-close"], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const ready = await new Promise<Record<string, unknown>>((resolveReady, reject) => {
       child.once("error", reject);
@@ -77,7 +81,9 @@ export interface SimRequest {
   path: string;
   accountId: string;
   headers: Record<string, string>;
-  behavior: string;
+  /** The scripted behaviour that answered (`kind` plus its fields); null when auth refused. */
+  behavior: { kind: string } | null;
+  status: number;
 }
 
 export interface SimStats {
@@ -134,12 +140,20 @@ export interface PiRun {
 /** Everything every pi process printed in this test run, for the secret-leak check. */
 export const transcripts: string[] = [];
 
-/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
-export function runPi(
+export interface PiOptions {
+  home: string;
+  agentDir: string;
+  env?: Record<string, string>;
+}
+
+/** Starts the real pi CLI of one generation with nothing from the caller's environment but PATH
+ * and what `options.env` adds. */
+export function spawnPi(
   generation: PiGeneration,
   args: string[],
-  options: { home: string; agentDir: string; env?: Record<string, string>; timeoutMs?: number },
-): Promise<PiRun> {
+  options: PiOptions,
+  stdio: StdioOptions = ["ignore", "pipe", "pipe"],
+): ChildProcess {
   const tool = TOOLS[generation];
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
@@ -150,14 +164,23 @@ export function runPi(
     PI_SKIP_VERSION_CHECK: "1",
     ...options.env,
   };
+  return spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio });
+}
+
+/** Runs pi to the end and collects what it printed. */
+export function runPi(
+  generation: PiGeneration,
+  args: string[],
+  options: PiOptions & { timeoutMs?: number },
+): Promise<PiRun> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawnPi(generation, args, options);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (chunk) => {
+    child.stdout?.on("data", (chunk) => {
       stdout += chunk;
     });
-    child.stderr.on("data", (chunk) => {
+    child.stderr?.on("data", (chunk) => {
       stderr += chunk;
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
@@ -175,7 +198,7 @@ export function runPi(
 export async function listModels(
   generation: PiGeneration,
   provider: string,
-  options: { home: string; agentDir: string; extension?: string | null; env?: Record<string, string> },
+  options: PiOptions & { extension?: string | null },
 ): Promise<string[]> {
   const extension = options.extension === null ? [] : ["-e", options.extension ?? EXTENSION];
   const run = await runPi(generation, [...extension, "--list-models", provider], options);

@@ -28,7 +28,17 @@ const run = (command, argv, env) =>
 const zigDir = join(tools, `ziglang-${ZIGLANG_VERSION}`);
 const zig = join(zigDir, "ziglang", "zig");
 if (!existsSync(zig)) {
-  const pip = ["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--target", zigDir];
+  const pip = [
+    "-m",
+    "pip",
+    "install",
+    "-q",
+    "--disable-pip-version-check",
+    "--root-user-action=ignore",
+    "--no-deps",
+    "--target",
+    zigDir,
+  ];
   run("python3", [...pip, `ziglang==${ZIGLANG_VERSION}`]);
 }
 const zigbuildRoot = join(tools, `cargo-zigbuild-${CARGO_ZIGBUILD_VERSION}`);
@@ -36,15 +46,19 @@ if (!existsSync(join(zigbuildRoot, "bin", "cargo-zigbuild"))) {
   run("cargo", ["install", "cargo-zigbuild", "--version", CARGO_ZIGBUILD_VERSION, "--locked", "--root", zigbuildRoot]);
 }
 
+// A target dir of its own: sharing target/ with the host build flips the fingerprints of the
+// host-side units (same triple, other linker settings), and each build would redo the other's.
+const targetDir = join(root, "target", "glibc-2.17");
 const started = Date.now();
-run("cargo", ["zigbuild", "--release", "--lib", "--features", "node", "--target", `${args.target}.2.17`], {
+const build = ["zigbuild", "--release", "--lib", "--features", "node", "--target-dir", targetDir];
+run("cargo", [...build, "--target", `${args.target}.2.17`], {
   PATH: `${join(zigbuildRoot, "bin")}${delimiter}${process.env.PATH}`,
   CARGO_ZIGBUILD_ZIG_PATH: zig,
   // zig's compiled glibc stubs and cargo-zigbuild's wrappers stay in .tools/ too.
   ZIG_GLOBAL_CACHE_DIR: join(tools, "zig-cache"),
   CARGO_ZIGBUILD_CACHE_DIR: join(tools, "cargo-zigbuild-cache"),
 });
-const binary = join(root, "target", args.target, "release", "libpi_dispatch.so");
+const binary = join(targetDir, args.target, "release", "libpi_dispatch.so");
 console.log(`built ${binary} in ${Math.round((Date.now() - started) / 1000)} s`);
 
 // readelf reads any architecture's ELF, so cross-built arm64 binaries are checked here too.
