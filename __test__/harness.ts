@@ -1,7 +1,7 @@
 // Shared pieces of the end-to-end tests: the simulator as a child process, isolated pi homes, the
 // accounts file seeded directly, and the real pi CLI of either generation.
 
-import { type ChildProcess, type StdioOptions, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -54,10 +54,7 @@ export class Sim {
   static async start(accounts: SimAccountScript[], dir: string): Promise<Sim> {
     const scriptPath = join(dir, "sim-script.json");
     writeFileSync(scriptPath, JSON.stringify({ accounts }));
-    // Its stdin is ours: if this process dies without stopping it, the simulator exits too.
-    const child = spawn(SIM_BIN, ["--script", scriptPath, "--exit-on-stdin-close"], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
+    const child = spawn(SIM_BIN, ["--script", scriptPath], { stdio: ["pipe", "pipe", "inherit"] });
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const ready = await new Promise<Record<string, unknown>>((resolveReady, reject) => {
       child.once("error", reject);
@@ -140,22 +137,16 @@ export interface PiRun {
 /** Everything every pi process printed in this test run, for the secret-leak check. */
 export const transcripts: string[] = [];
 
+/** Where a pi run lives, and what it gets in its environment besides the isolation. */
 export interface PiOptions {
   home: string;
   agentDir: string;
   env?: Record<string, string>;
 }
 
-/** Starts the real pi CLI of one generation with nothing from the caller's environment but PATH
- * and what `options.env` adds. */
-export function spawnPi(
-  generation: PiGeneration,
-  args: string[],
-  options: PiOptions,
-  stdio: StdioOptions = ["ignore", "pipe", "pipe"],
-): ChildProcess {
-  const tool = TOOLS[generation];
-  const env: Record<string, string> = {
+/** An isolated environment: nothing from the caller's but PATH. */
+function piEnv(options: PiOptions): Record<string, string> {
+  return {
     PATH: process.env.PATH ?? "",
     HOME: options.home,
     PI_CODING_AGENT_DIR: options.agentDir,
@@ -164,23 +155,24 @@ export function spawnPi(
     PI_SKIP_VERSION_CHECK: "1",
     ...options.env,
   };
-  return spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio });
 }
 
-/** Runs pi to the end and collects what it printed. */
+/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
 export function runPi(
   generation: PiGeneration,
   args: string[],
   options: PiOptions & { timeoutMs?: number },
 ): Promise<PiRun> {
+  const tool = TOOLS[generation];
+  const env = piEnv(options);
   return new Promise((resolveRun, reject) => {
-    const child = spawnPi(generation, args, options);
+    const child = spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout?.on("data", (chunk) => {
+    child.stdout.on("data", (chunk) => {
       stdout += chunk;
     });
-    child.stderr?.on("data", (chunk) => {
+    child.stderr.on("data", (chunk) => {
       stderr += chunk;
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
@@ -193,11 +185,11 @@ export function runPi(
   });
 }
 
-/** Model ids listed by `pi --list-models <provider>`, read from the table pi prints. `extension:
- * null` loads only what pi has installed, not the source tree's entry. */
+/** Model ids listed by `pi --list-models <provider>`, read from the table pi prints. */
 export async function listModels(
   generation: PiGeneration,
   provider: string,
+  // `extension: null` loads only what pi has installed, not the source tree's entry.
   options: PiOptions & { extension?: string | null },
 ): Promise<string[]> {
   const extension = options.extension === null ? [] : ["-e", options.extension ?? EXTENSION];
@@ -228,4 +220,10 @@ export function extensionWithoutBinary(dir: string): string {
   mkdirSync(target, { recursive: true });
   cpSync(EXTENSION, join(target, "index.ts"));
   return join(target, "index.ts");
+}
+
+/** pi in the caller's own terminal (the interactive demo), isolated like every other run. */
+export function spawnPiInTerminal(generation: PiGeneration, args: string[], options: PiOptions): ChildProcess {
+  const tool = TOOLS[generation];
+  return spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env: piEnv(options), stdio: "inherit" });
 }

@@ -14,7 +14,7 @@ import {
   Sim,
   type SimAccountScript,
   seedAccounts,
-  spawnPi,
+  spawnPiInTerminal,
 } from "../__test__/harness.ts";
 
 const HOUR = 3600;
@@ -131,12 +131,10 @@ async function interactive(model: string, options: PiOptions): Promise<boolean> 
     const value = process.env[name];
     if (value) terminal[name] = value;
   }
-  const child = spawnPi(
-    "pi1",
-    ["--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`],
-    { ...options, env: { ...options.env, ...terminal } },
-    "inherit",
-  );
+  const child = spawnPiInTerminal("pi1", ["--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`], {
+    ...options,
+    env: { ...options.env, ...terminal },
+  });
   // A closed terminal or a kill reaches pi too, and the sim and home are still cleaned up.
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const signal of ["SIGHUP", "SIGTERM"] as const) process.on(signal, forward);
