@@ -3,6 +3,7 @@
 // backend on 127.0.0.1. Without a terminal (CI, tests) it runs the same story in print mode.
 // Nothing touches your real ~/.pi: pi gets a throwaway HOME and agent dir, removed at the end.
 
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline/promises";
 import {
@@ -75,38 +76,39 @@ const sim = await Sim.start(
   ACCOUNTS.map((account) => account.script),
   home.home,
 );
-try {
-  seedAccounts(
-    home.agentDir,
-    ACCOUNTS.map(({ label, script }) => ({
-      label,
-      accountId: script.accountId,
-      tokens: sim.accounts[script.accountId],
-    })),
-  );
-  const pi: PiOptions = {
-    ...home,
-    env: { PI_DISPATCH_BACKEND_URL: sim.backendBase, PI_DISPATCH_AUTH_URL: sim.issuer },
-  };
-  const [model] = await listModels("pi1", "dispatch", pi);
-  if (!model) throw new Error("pi lists no dispatch models: is the native addon built? (npm run build)");
-  console.log(
-    [
-      `pi-dispatch demo: pi 1.x, model dispatch/${model}, a simulated ChatGPT backend on ${sim.baseUrl}.`,
-      `Throwaway home (your ~/.pi is not used): ${home.home}`,
-      "",
-      "Accounts in the pool:",
-      ...ACCOUNTS.map(({ label, about }) => `  ${label.padEnd(14)} ${about}`),
-      "",
-    ].join("\n"),
-  );
-  const ok = process.stdin.isTTY && process.stdout.isTTY ? await interactive(model, pi) : await scripted(model, pi);
-  await printBackendLog(sim);
-  process.exitCode = ok ? 0 : 1;
-} finally {
+let piInTerminal: ChildProcess | undefined;
+// However the demo ends (done, Ctrl+C before pi opens, a closed terminal, a kill, a crash), pi,
+// the sim and the throwaway home go with it.
+process.on("exit", () => {
+  piInTerminal?.kill();
   sim.stop();
   home.cleanup();
-}
+});
+for (const signal of ["SIGINT", "SIGHUP", "SIGTERM"] as const) process.once(signal, () => process.exit(1));
+
+seedAccounts(
+  home.agentDir,
+  ACCOUNTS.map(({ label, script }) => ({ label, accountId: script.accountId, tokens: sim.accounts[script.accountId] })),
+);
+const pi: PiOptions = {
+  ...home,
+  env: { PI_DISPATCH_BACKEND_URL: sim.backendBase, PI_DISPATCH_AUTH_URL: sim.issuer },
+};
+const [model] = await listModels("pi1", "dispatch", pi);
+if (!model) throw new Error("pi lists no dispatch models: is the native addon built? (npm run build)");
+console.log(
+  [
+    `pi-dispatch demo: pi 1.x, model dispatch/${model}, a simulated ChatGPT backend on ${sim.baseUrl}.`,
+    `Throwaway home (your ~/.pi is not used): ${home.home}`,
+    "",
+    "Accounts in the pool:",
+    ...ACCOUNTS.map(({ label, about }) => `  ${label.padEnd(14)} ${about}`),
+    "",
+  ].join("\n"),
+);
+const ok = process.stdin.isTTY && process.stdout.isTTY ? await interactive(model, pi) : await scripted(model, pi);
+await printBackendLog(sim);
+process.exit(ok ? 0 : 1);
 
 async function interactive(model: string, options: PiOptions): Promise<boolean> {
   console.log(
@@ -119,7 +121,9 @@ async function interactive(model: string, options: PiOptions): Promise<boolean> 
   // pi's full-screen UI hides everything above, so let the reader finish first.
   const prompt = createInterface({ input: process.stdin, output: process.stdout });
   const cancel = new AbortController();
+  // Ctrl+C, or Ctrl+D / a closed terminal (which end the input), cancel the demo.
   prompt.once("SIGINT", () => cancel.abort());
+  prompt.once("close", () => cancel.abort());
   const go = await prompt.question("Press Enter to open pi (Ctrl+C to stop here)... ", cancel).then(
     () => true,
     () => false,
@@ -131,14 +135,11 @@ async function interactive(model: string, options: PiOptions): Promise<boolean> 
     const value = process.env[name];
     if (value) terminal[name] = value;
   }
-  const child = spawnPiInTerminal("pi1", ["--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`], {
+  piInTerminal = spawnPiInTerminal("pi1", ["--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`], {
     ...options,
     env: { ...options.env, ...terminal },
   });
-  // A closed terminal or a kill reaches pi too, and the sim and home are still cleaned up.
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  for (const signal of ["SIGHUP", "SIGTERM"] as const) process.on(signal, forward);
-  const [code] = (await once(child, "exit")) as [number | null];
+  const [code] = (await once(piInTerminal, "exit")) as [number | null];
   console.log(`\npi exited (${code}).`);
   return code === 0;
 }
