@@ -30,6 +30,7 @@ export interface SimAccountScript {
   accountId: string;
   email?: string;
   plan?: string;
+  usage?: Record<string, unknown>;
   default?: Record<string, unknown>;
   behaviors?: Record<string, unknown>[];
 }
@@ -108,7 +109,9 @@ export interface SimRequest {
   path: string;
   accountId: string;
   headers: Record<string, string>;
-  behavior: string;
+  /** The scripted behaviour that answered (`kind` plus its fields); null when auth refused. */
+  behavior: { kind: string } | null;
+  status: number;
 }
 
 export interface SimStats {
@@ -342,9 +345,11 @@ export class RpcPi {
 export async function listModels(
   generation: PiGeneration,
   provider: string,
-  options: { home: string; agentDir: string; extension?: string },
+  // `extension: null` loads only what pi has installed, not the source tree's entry.
+  options: PiOptions & { extension?: string | null },
 ): Promise<string[]> {
-  const run = await runPi(generation, ["-e", options.extension ?? EXTENSION, "--list-models", provider], options);
+  const extension = options.extension === null ? [] : ["-e", options.extension ?? EXTENSION];
+  const run = await runPi(generation, [...extension, "--list-models", provider], options);
   return `${run.stdout}\n${run.stderr}`
     .split("\n")
     .map((line) => line.trim().split(/\s+/))
@@ -371,4 +376,10 @@ export function extensionWithoutBinary(dir: string): string {
   mkdirSync(target, { recursive: true });
   cpSync(EXTENSION, join(target, "index.ts"));
   return join(target, "index.ts");
+}
+
+/** pi in the caller's own terminal (the interactive demo), isolated like every other run. */
+export function spawnPiInTerminal(generation: PiGeneration, args: string[], options: PiOptions): ChildProcess {
+  const tool = TOOLS[generation];
+  return spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env: piEnv(options), stdio: "inherit" });
 }
