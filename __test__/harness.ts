@@ -76,6 +76,30 @@ export class Sim {
     return (await response.json()) as Record<string, SimTokens>;
   }
 
+  /** Replaces the account's behavior queue (and, when given, its default answer). */
+  async setBehaviors(accountId: string, behaviors: Record<string, unknown>[], fallback?: Record<string, unknown>) {
+    await this.#admin(`behaviors/${accountId}`, fallback ? { behaviors, default: fallback } : behaviors);
+  }
+
+  /** What the account reports from now on, in the script's `usage` shape. */
+  async setUsage(accountId: string, usage: Record<string, unknown>): Promise<void> {
+    await this.#admin(`usage/${accountId}`, usage);
+  }
+
+  /** Zeroes every counter and clears the request log. */
+  async resetStats(): Promise<void> {
+    await this.#admin("reset-stats", {});
+  }
+
+  async #admin(path: string, body: unknown): Promise<void> {
+    const response = await fetch(`${this.baseUrl}/__sim/${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`sim ${path} failed: ${response.status} ${await response.text()}`);
+  }
+
   /** Makes the next browser sign-in consent as `accountId`. */
   async queueLogin(accountId: string): Promise<void> {
     const response = await fetch(`${this.baseUrl}/__sim/login`, {
@@ -112,12 +136,20 @@ export interface SimRequest {
   /** The scripted behaviour that answered (`kind` plus its fields); null when auth refused. */
   behavior: { kind: string } | null;
   status: number;
+  receivedAtMs: number;
+  /** The request body as JSON, after undoing its content encoding; null if it is not JSON. */
+  bodyJson: unknown;
+  /** `inFlight`, `finished`, `clientDisconnected` or `cutBySim`. */
+  outcome: string;
 }
 
+/** One account's counters (see sim/README.md): `responses`, `served`, `whamUsage`, ... */
+export type SimAccountCounts = Record<string, number> & { behaviors: Record<string, number> };
+
 export interface SimStats {
-  counts: Record<string, Record<string, number>>;
+  accounts: Record<string, SimAccountCounts>;
+  global: Record<string, number>;
   requests: SimRequest[];
-  [key: string]: unknown;
 }
 
 /** A throwaway HOME and agent directory; pi never sees the real ones. */
@@ -128,11 +160,21 @@ export function makeHome(): { home: string; agentDir: string; cleanup: () => voi
   return { home, agentDir, cleanup: () => rmSync(home, { recursive: true, force: true }) };
 }
 
+/** A usage window as the store keeps it (src/store.rs `UsageWindow`). */
+export interface SeedWindow {
+  windowSeconds?: number;
+  usedPercent: number;
+  resetsAtMs?: number;
+  name?: string;
+}
+
 export interface SeedAccount {
   label: string;
   accountId: string;
   tokens: SimTokens;
   state?: Record<string, unknown>;
+  /** The last usage seen (src/store.rs `Usage`); left out, the account has none yet. */
+  usage?: { observedAtMs: number; windows: SeedWindow[] };
 }
 
 /** Writes dispatch.json (schema version 1) the way the native store would. */
@@ -151,6 +193,7 @@ export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
         expiresAtMs: account.tokens.expiresAtMs,
       },
       state: account.state ?? { kind: "usable" },
+      ...(account.usage ? { usage: account.usage } : {}),
       addedAtMs: Date.now(),
     })),
   };
