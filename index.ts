@@ -145,18 +145,33 @@ function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
 
 /** The footer: the session's account and what is left of its 5-hour and weekly windows. */
 function updateFooter(ctx: ExtensionContext, native: typeof Native): void {
-  if (!ctx.hasUI) return;
-  if (ctx.model?.provider !== PROVIDER) {
-    ctx.ui.setStatus(PROVIDER, undefined);
-    return;
+  unlessRetired(() => {
+    if (!ctx.hasUI) return;
+    if (ctx.model?.provider !== PROVIDER) {
+      ctx.ui.setStatus(PROVIDER, undefined);
+      return;
+    }
+    native.status(ctx.sessionManager.getSessionId(), false).then(
+      (pool) =>
+        unlessRetired(() => {
+          const active = pool.accounts.find((account) => account.active);
+          ctx.ui.setStatus(PROVIDER, active ? `⇄ ${active.label} · ${leftText(active)}` : "⇄ no usable account");
+        }),
+      () => {},
+    );
+  });
+}
+
+/** Footer updates run late (after a usage fetch or a status read), when pi may have retired the
+ * ctx they hold: after a new, resumed or forked session, a reload, or the end of a print run, pi
+ * throws on any use of it. Thrown from a promise callback, that would end pi; there is nothing
+ * left to update, so it is dropped. */
+function unlessRetired(update: () => void): void {
+  try {
+    update();
+  } catch {
+    // The ctx is stale.
   }
-  native.status(ctx.sessionManager.getSessionId(), false).then(
-    (pool) => {
-      const active = pool.accounts.find((account) => account.active);
-      ctx.ui.setStatus(PROVIDER, active ? `⇄ ${active.label} · ${leftText(active)}` : "⇄ no usable account");
-    },
-    () => {},
-  );
 }
 
 function leftText(account: Native.AccountView): string {
