@@ -33,6 +33,8 @@ export interface SimAccountScript {
   usage?: Record<string, unknown>;
   default?: Record<string, unknown>;
   behaviors?: Record<string, unknown>[];
+  /** How its usage endpoints answer: `{delayMs, whamStatus, ...}` (see sim/README.md). */
+  usageEndpoint?: Record<string, unknown>;
 }
 
 /** The simulated Codex backend and OAuth server (sim/), run as its own process. */

@@ -4,6 +4,8 @@
 // each account got.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
   assertNoSecretPrinted,
@@ -38,6 +40,8 @@ interface AccountSpec {
   behaviors?: Record<string, unknown>[];
   /** Its stored state in dispatch.json (benched, needsLogin, ...). */
   state?: Record<string, unknown>;
+  /** How its usage endpoints answer (sim/README.md `usageEndpoint`). */
+  usageEndpoint?: Record<string, unknown>;
 }
 
 const UNTOUCHED: Win = { used: 0, resetInS: 0 };
@@ -85,7 +89,12 @@ class Pool {
   static async start(specs: AccountSpec[], options: { seedUsage: boolean }): Promise<Pool> {
     const home = makeHome();
     const sim = await Sim.start(
-      specs.map((spec) => ({ accountId: spec.id, usage: simUsage(spec), behaviors: spec.behaviors })),
+      specs.map((spec) => ({
+        accountId: spec.id,
+        usage: simUsage(spec),
+        behaviors: spec.behaviors,
+        usageEndpoint: spec.usageEndpoint,
+      })),
       home.home,
     );
     const pool = new Pool(sim, home, specs);
@@ -302,6 +311,16 @@ for (const generation of GENERATIONS) {
         { id: "acct-c", behaviors: [{ kind: "usageLimit", resetsInSeconds: 7200 }] },
       ]);
       const run = await ask(target, "Say hello");
+      // Each account was tried once. pi 0.73's client would sleep 1+2+4 s before giving up on an
+      // error status, and either generation's session layer waits 2 s before re-running a turn
+      // whose error it deems retryable: pi must be gone well before that.
+      assert.deepEqual(await target.responses(), { "acct-a": 1, "acct-b": 1, "acct-c": 1 });
+      const lastUpstream = Math.max(...(await target.sim.stats()).requests.map((r) => r.receivedAtMs));
+      assert.ok(
+        run.exitedAtMs - lastUpstream < 1500,
+        `pi exited ${run.exitedAtMs - lastUpstream} ms after the last try`,
+      );
+      assert.ok(run.ms < 15_000, `pi took ${run.ms} ms`);
       assert.equal(run.code, 1, `pi reports the failure: ${run.stdout}`);
       const message = run.stderr.trim();
       assert.match(message, /^pi-dispatch: none of your 3 accounts can answer now \(/);
@@ -310,15 +329,6 @@ for (const generation of GENERATIONS) {
       }
       assert.match(message, new RegExp(`First back: acct-b, ${WHEN}\\.$`));
       assert.match(message, /First back: acct-b, .*\(in (29|30)m\)\.$/);
-      assert.deepEqual(await target.responses(), { "acct-a": 1, "acct-b": 1, "acct-c": 1 });
-      // pi 0.73's client would sleep 1+2+4 s before giving up on an error status, and either
-      // generation's session layer waits 2 s before re-running a turn it deems retryable.
-      const lastUpstream = Math.max(...(await target.sim.stats()).requests.map((r) => r.receivedAtMs));
-      assert.ok(
-        run.exitedAtMs - lastUpstream < 1500,
-        `pi exited ${run.exitedAtMs - lastUpstream} ms after the last try`,
-      );
-      assert.ok(run.ms < 15_000, `pi took ${run.ms} ms`);
 
       // The same in json mode, where pi would announce a retry; the benched accounts are not asked.
       const json = await ask(target, "Say hello", "1", ["--mode", "json"]);
@@ -469,6 +479,30 @@ for (const generation of GENERATIONS) {
       assert.match(shown, /\n {2}acct-c \(plus\)\n {4}5h 42% used \(resets .*\) · week 10% used \(resets /);
       assert.match(shown, /\n▸ acct-d \(plus\) {2}\[active; untouched\]\n {4}5h 0% used/);
       assert.match(shown, /\nNext request goes to acct-d: untouched: every window at 0%/);
+    });
+
+    test("a usage fetch that ends after pi left its session does not take pi down", async () => {
+      // The fetch pi starts with its first session is still under way when that session is
+      // replaced; pi 1.x then refuses every use of the old session's ctx.
+      const target = await pool([{ id: "acct-a", usageEndpoint: { delayMs: 1500 } }], { seedUsage: false });
+      const pi = rpc(target);
+      try {
+        pi.send({ type: "new_session", id: "replace" });
+        await pi.waitFor((m) => m.type === "response" && m.id === "replace");
+        const stored = () =>
+          (
+            JSON.parse(readFileSync(join(target.home.agentDir, "dispatch.json"), "utf8")) as {
+              accounts: { usage?: unknown }[];
+            }
+          ).accounts[0].usage;
+        const deadline = Date.now() + 15_000;
+        while (stored() === undefined && Date.now() < deadline) await new Promise((wake) => setTimeout(wake, 100));
+        assert.ok(stored(), "the start-up usage fetch finished");
+        await new Promise((wake) => setTimeout(wake, 500));
+        assert.equal(reply(await pi.prompt("Still there?", 15_000)).text, "hello from acct-a");
+      } finally {
+        await pi.stop();
+      }
     });
 
     test("no account token appears in anything pi printed", async () => {
