@@ -253,6 +253,18 @@ impl Pool {
         }
     }
 
+    /// Waits, at most `limit`, until every change recorded so far is in the file (or failed to
+    /// get there). Changes recorded meanwhile are not waited for.
+    pub async fn flush_recorded(&self, limit: Duration) {
+        let through = self.state.lock().next_seq;
+        let written = async {
+            while self.state.lock().pending.iter().any(|p| p.seq <= through) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, written).await;
+    }
+
     /// Why the last background write failed, if it did.
     pub fn last_write_error(&self) -> Option<String> {
         self.state.lock().last_write_error.clone()

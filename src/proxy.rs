@@ -59,6 +59,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opening events beyond this release the stream: no failure is coming that early.
 const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
+/// How long a reply that follows failed attempts waits for what they taught to reach the file.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -317,6 +319,7 @@ async fn forward(
                     ctx.pool
                         .settle(session, &account, reason, &file.accounts, &failures, now);
                 }
+                persist_failures(ctx, &failures).await;
                 return Ok(response);
             }
             Err((failure, seen)) => {
@@ -326,7 +329,17 @@ async fn forward(
             }
         }
     }
+    persist_failures(ctx, &failures).await;
     Ok(exhausted(ctx, &failures))
+}
+
+/// A bench must be in the shared file before pi has its answer: pi may exit right after it (a
+/// print-mode run does), and the next pi process would then send the benched account a
+/// request. Only replies that follow a failed attempt wait, for one file write.
+async fn persist_failures(ctx: &Context, failures: &[(String, Failure)]) {
+    if !failures.is_empty() {
+        ctx.pool.flush_recorded(FLUSH_LIMIT).await;
+    }
 }
 
 /// pi 0.73 sends `session_id`, pi 1.x `session-id`.

@@ -219,6 +219,42 @@ async fn when_every_account_is_spent_pi_gets_one_clear_failure_at_once() {
 }
 
 #[tokio::test]
+async fn a_bench_is_in_the_file_before_pi_has_its_reply() {
+    // pi may exit as soon as it has its answer (a print-mode run does); the next pi process
+    // must find the bench in the shared file. Another process holds the file's lock for a
+    // moment, so the background writer cannot win the race by luck.
+    for exhausted in [false, true] {
+        let mut script = Script::default_accounts(2);
+        script.accounts[0].default = Some(Behavior::usage_limit(3600));
+        if exhausted {
+            script.accounts[1].default = Some(Behavior::usage_limit(1800));
+        }
+        let rig = rig(script).await;
+        let (locked, lock_taken) = tokio::sync::oneshot::channel();
+        let store = rig.store.clone();
+        let holder = tokio::task::spawn_blocking(move || {
+            store.update(|_| {
+                let _ = locked.send(());
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(())
+            })
+        });
+        lock_taken.await.unwrap();
+        let text = answer(&rig).await;
+        // Read straight from disk: no flush, as another process would.
+        let file = rig.store.load().unwrap();
+        let benched = |label: &str| {
+            let account = file.accounts.iter().find(|a| a.label == label).unwrap();
+            matches!(account.state, AccountState::Benched { .. })
+        };
+        assert!(benched("acct-a"), "exhausted: {exhausted}");
+        assert_eq!(benched("acct-b"), exhausted);
+        assert_eq!(text.contains("hello from acct-b"), !exhausted, "{text}");
+        holder.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
 async fn an_account_known_to_be_benched_or_spent_is_never_asked() {
     let mut script = Script::default_accounts(3);
     for account in &mut script.accounts {
