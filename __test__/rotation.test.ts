@@ -342,7 +342,10 @@ for (const generation of GENERATIONS) {
         "pi does not re-run the turn",
       );
       const { error } = reply(events);
-      assert.match(error ?? "", /^pi-dispatch: none of your 3 accounts can answer now \(.*First back: acct-b, /);
+      assert.match(
+        error ?? `no error in: ${json.stdout.slice(-3000)}\nstderr: ${json.stderr}`,
+        /^pi-dispatch: none of your 3 accounts can answer now \(.*First back: acct-b, /,
+      );
       assert.deepEqual(await target.responses(), { "acct-a": 1, "acct-b": 1, "acct-c": 1 });
     });
 
