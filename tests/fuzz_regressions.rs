@@ -146,7 +146,11 @@ fn store_file_parser() {
             Ok(parsed) => {
                 let bytes = serde_json::to_vec(&parsed.file).unwrap();
                 let again = pi_dispatch::store::parse(path, &bytes).unwrap();
-                assert_eq!(again.file.accounts.len(), parsed.file.accounts.len(), "{name}");
+                assert_eq!(
+                    again.file.accounts.len(),
+                    parsed.file.accounts.len(),
+                    "{name}"
+                );
             }
             Err(e) => assert!(e.to_string().contains("dispatch.json"), "{name}: {e}"),
         }
