@@ -136,7 +136,7 @@ function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
   pi.on("after_provider_response", async (_event, ctx) => {
     if (ctx.model?.provider !== PROVIDER) return;
     for (const notice of native.takeNotices(ctx.sessionManager.getSessionId())) {
-      ctx.ui.notify(formatNotice(notice, Date.now()), "warning");
+      show(ctx, formatNotice(notice, Date.now()), "warning");
     }
     updateFooter(ctx, native);
   });
@@ -206,7 +206,7 @@ export function formatStatus(pool: Native.PoolView, now: number): string {
     }
     if (account.state === "needsLogin") tags.push(`needs login: /dispatch-login ${account.label}`);
     if (account.state === "disabled") tags.push(`unusable: ${account.reason}`);
-    if (account.untouched) tags.push("untouched");
+    if (account.untouched && account.state === "ready") tags.push("untouched");
     const plan = account.plan ? ` (${account.plan})` : "";
     const windows = summarizeWindows(account, now);
     const stale = account.stale ? `  [stale: ${staleness(account, now)}]` : "";

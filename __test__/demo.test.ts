@@ -25,8 +25,10 @@ test("without a terminal the demo runs its story in print mode and cleans up aft
     });
     assert.equal(run.status, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /pi-dispatch: 3 account\(s\)/);
-    assert.match(run.stdout, /answering as the "limited" account/);
-    assert.match(run.stdout, /acct-limited\s+usageLimit\s+HTTP 429/, "the limit is hit during the demo");
+    assert.match(run.stdout, /answering as the "fresh" account/, "the untouched account serves first");
+    assert.match(run.stdout, /acct-fresh\s+usageLimit\s+HTTP 429/, "the limit is hit during the demo");
+    assert.match(run.stdout, /fresh: usage limit reached \(back .*\); now using almost-weekly/, "the rotation notice");
+    assert.match(run.stdout, /answering as the "almost-weekly" account/, "then the soonest weekly reset");
     assert.ok(!existsSync(join(home, ".pi")), "the caller's ~/.pi is never created");
     assert.deepEqual(readdirSync(tmp), [], "the throwaway home is removed");
   } finally {

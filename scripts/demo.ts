@@ -34,26 +34,23 @@ const reply = (label: string) => ({
   delayMs: 40,
 });
 
-// "limited" comes first in dispatch.json and its weekly quota resets soonest, so it serves first
-// both under a first-usable rule and under a least-waste one; then it runs out.
+// The policy in three accounts: "fresh" is untouched, so it serves first (its windows only start
+// when used); it runs out after one answer, and the request moves, unseen, to "almost-weekly",
+// whose weekly window resets soonest: what it has left is lost first.
 const ACCOUNTS: DemoAccount[] = [
   {
-    label: "limited",
-    about: "5h window 70% used, weekly 40% (resets in 5 h); answers once, then hits its usage limit",
+    label: "fresh",
+    about: "untouched, so it serves first; answers once, then hits its usage limit",
     script: {
-      accountId: "acct-limited",
-      email: "limited@example.com",
-      usage: {
-        primary: { usedPercent: 70, windowMinutes: 300, resetAfterSeconds: 2 * HOUR },
-        secondary: { usedPercent: 40, windowMinutes: 10080, resetAfterSeconds: 5 * HOUR },
-      },
-      behaviors: [reply("limited")],
+      accountId: "acct-fresh",
+      email: "fresh@example.com",
+      behaviors: [reply("fresh")],
       default: { kind: "usageLimit", resetsInSeconds: 2 * HOUR },
     },
   },
   {
     label: "almost-weekly",
-    about: "weekly window 92% used (resets in 3 days)",
+    about: "weekly window 92% used, resets in 3 days: next in line, its quota is lost first",
     script: {
       accountId: "acct-almost-weekly",
       email: "almost-weekly@example.com",
@@ -65,9 +62,17 @@ const ACCOUNTS: DemoAccount[] = [
     },
   },
   {
-    label: "fresh",
-    about: "untouched",
-    script: { accountId: "acct-fresh", email: "fresh@example.com", default: reply("fresh") },
+    label: "steady",
+    about: "weekly window 40% used, resets in 6 days",
+    script: {
+      accountId: "acct-steady",
+      email: "steady@example.com",
+      usage: {
+        primary: { usedPercent: 25, windowMinutes: 300, resetAfterSeconds: 3 * HOUR },
+        secondary: { usedPercent: 40, windowMinutes: 10080, resetAfterSeconds: 6 * DAY },
+      },
+      default: reply("steady"),
+    },
   },
 ];
 
@@ -114,7 +119,7 @@ async function interactive(model: string, options: PiOptions): Promise<boolean> 
   console.log(
     [
       "Try: /dispatch-status to see the pool, then send a couple of messages. The second one makes",
-      '"limited" hit its usage limit: watch which account answers. /quit leaves pi.',
+      '"fresh" hit its usage limit: watch the notice and which account answers. /quit leaves pi.',
       "",
     ].join("\n"),
   );
@@ -156,7 +161,7 @@ async function scripted(model: string, options: PiOptions): Promise<boolean> {
   };
   await step("the pool", ["/dispatch-status"]);
   const first = await step("first prompt", ["--model", `dispatch/${model}`, "Say hello"]);
-  await step('second prompt: "limited" is out of quota now', ["--model", `dispatch/${model}`, "Say hello again"]);
+  await step('second prompt: "fresh" is out of quota now', ["--model", `dispatch/${model}`, "Say hello again"]);
   await step("the pool afterwards", ["/dispatch-status"]);
   return first.code === 0 && first.stdout.includes("Hello from the simulated ChatGPT backend");
 }

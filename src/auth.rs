@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,8 +26,6 @@ use crate::store::{Account, AccountState, Tokens};
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 /// A token with less left than this is refreshed before an upstream call.
 pub const REFRESH_MARGIN_MS: u64 = 5 * 60 * 1000;
-/// The token endpoint gets this long; a hang must not hold a request forever.
-const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Used when the token endpoint gives no lifetime and the token carries no `exp`.
 const FALLBACK_LIFETIME_MS: u64 = 60 * 60 * 1000;
 
@@ -269,7 +266,7 @@ async fn post_token_form(
     let response = ctx
         .http
         .post(join(&ctx.endpoints.auth, "oauth/token"))
-        .timeout(TOKEN_CALL_TIMEOUT)
+        .timeout(ctx.timeouts.token)
         .form(form)
         .send()
         .await

@@ -20,6 +20,27 @@ pub struct Context {
     pub auth: Arc<Auth>,
     /// Sessions, their accounts, and account changes not yet written.
     pub pool: Arc<Pool>,
+    /// How long upstream calls that are not model replies may take.
+    pub timeouts: Timeouts,
+}
+
+/// Time limits of the calls that must never hold pi up. The defaults are the production
+/// values; tests shorten them to prove a hang is cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One call to the token endpoint (refresh or code exchange).
+    pub token: Duration,
+    /// One account's usage fetch, both paths together.
+    pub usage: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            token: Duration::from_secs(30),
+            usage: crate::usage::CALL_TIMEOUT,
+        }
+    }
 }
 
 impl Context {
@@ -35,7 +56,14 @@ impl Context {
             http: build_client()?,
             auth: Arc::default(),
             pool: Arc::default(),
+            timeouts: Timeouts::default(),
         })
+    }
+
+    /// The same context with other time limits.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 }
 

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     StoreTooNew,
     /// Reading or writing the accounts file failed at the OS level.
     StoreIo,
+    /// The file or its folder is a link or someone else's: refused before any read or write.
+    StoreUnsafe,
     /// The proxy could not start.
     Proxy,
     /// Getting or refreshing a token failed.
@@ -41,6 +43,7 @@ impl ErrorKind {
             Self::StoreUnreadable => "store_unreadable",
             Self::StoreTooNew => "store_too_new",
             Self::StoreIo => "store_io",
+            Self::StoreUnsafe => "store_unsafe",
             Self::Proxy => "proxy",
             Self::Auth => "auth",
             Self::Usage => "usage",

@@ -35,7 +35,7 @@ impl Change {
     fn apply(&self, account: &mut Account) {
         match self {
             Self::State(state) => {
-                // A new login in another process wins over a bench decided here.
+                // A bench or a throttle never hides that the account must log in again.
                 if !matches!(account.state, AccountState::NeedsLogin { .. })
                     || matches!(state, AccountState::NeedsLogin { .. })
                 {

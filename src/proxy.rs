@@ -42,7 +42,8 @@ use crate::usage::{self, Observation};
 
 /// Request bodies hold a whole conversation, images included; beyond this something is wrong.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
-/// Request line plus headers. hyper answers 431 past it.
+/// Request line plus headers. hyper's buffer limit does not hold a head that arrives in one
+/// read, so the gate checks the size too.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// A local client that cannot send its headers or body within these is stuck or hostile.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -254,12 +255,28 @@ async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let result = async {
+        check_head_size(&req)?;
         gate.check(req.headers())?;
         route(&req)?;
         forward(&ctx, req).await
     }
     .await;
     Ok(result.unwrap_or_else(Refusal::into_response))
+}
+
+fn check_head_size(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers + req.uri().to_string().len() > MAX_REQUEST_HEAD {
+        return Err(Refusal {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            message: format!("request head over {} KiB", MAX_REQUEST_HEAD >> 10),
+        });
+    }
+    Ok(())
 }
 
 fn route(req: &Request<Incoming>) -> Result<(), Refusal> {

@@ -8,6 +8,12 @@
 //!
 //! A file that cannot be understood (bad JSON, unknown shape, a newer schema) is never
 //! overwritten: every operation fails with a message that names the file and says what to do.
+//! A file of an older schema is converted by [`MIGRATIONS`]; its original bytes are kept as
+//! `dispatch.json.v<N>.bak` before the first write in the new schema.
+//!
+//! The file holds tokens, so it is refused outright (nothing read, nothing written) when it is
+//! a symbolic link, is not a regular file, or it or its folder belongs to another user: a
+//! write must never land somewhere else, and a file someone else controls must not be trusted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -200,13 +206,34 @@ fn unknown_label(label: &str) -> Error {
 pub struct Store {
     dir: PathBuf,
     path: PathBuf,
+    migrations: &'static [Migration],
+}
+
+impl std::fmt::Debug for Migration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migration")
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 impl Store {
     pub fn new(agent_dir: impl Into<PathBuf>) -> Self {
         let dir = agent_dir.into();
         let path = dir.join(FILE_NAME);
-        Self { dir, path }
+        Self {
+            dir,
+            path,
+            migrations: MIGRATIONS,
+        }
+    }
+
+    /// The same store with another migration table; for tests of the migration path, since
+    /// this build has no older schema to migrate from.
+    #[doc(hidden)]
+    pub fn with_migrations(mut self, migrations: &'static [Migration]) -> Self {
+        self.migrations = migrations;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -215,11 +242,104 @@ impl Store {
 
     /// The current contents; a missing file is an empty pool.
     pub fn load(&self) -> Result<AccountsFile, Error> {
-        match fs::read(&self.path) {
-            Ok(bytes) => self.parse(&bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(AccountsFile::empty()),
-            Err(e) => Err(self.io_error("cannot read", e)),
+        Ok(self
+            .read()?
+            .map_or_else(AccountsFile::empty, |(_, parsed)| parsed.file))
+    }
+
+    /// The file's bytes and what they say; `None` when there is no file. Refuses a link, a
+    /// non-file and a file or folder of another user before reading a byte of it.
+    fn read(&self) -> Result<Option<(Vec<u8>, Parsed)>, Error> {
+        self.check_dir()?;
+        let mut file = match nofollow_options().read(true).open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if is_link_refusal(&e) => return Err(self.refuse_link()),
+            Err(e) => return Err(self.io_error("cannot read", e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| self.io_error("cannot inspect", e))?;
+        if !meta.is_file() {
+            return Err(self.unsafe_path(
+                &self.path,
+                "is not a regular file",
+                "Move it aside and add your accounts again with /dispatch-login.",
+            ));
         }
+        self.check_owner(&self.path, &meta, "the file")?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| self.io_error("cannot read", e))?;
+        let parsed = parse_with(&self.path, &bytes, self.migrations)?;
+        Ok(Some((bytes, parsed)))
+    }
+
+    /// Refuses a folder that is not a folder or belongs to another user. A missing folder is
+    /// fine: the first write creates it.
+    fn check_dir(&self) -> Result<(), Error> {
+        let meta = match fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io_error("cannot inspect the folder of", e)),
+        };
+        if !meta.is_dir() {
+            return Err(self.unsafe_path(
+                &self.dir,
+                "is not a folder",
+                "Point PI_CODING_AGENT_DIR at a folder of yours.",
+            ));
+        }
+        self.check_owner(&self.dir, &meta, "the folder")
+    }
+
+    #[cfg(unix)]
+    fn check_owner(&self, path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), Error> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() == me {
+            return Ok(());
+        }
+        Err(self.unsafe_path(
+            path,
+            &format!(
+                "belongs to another user (uid {}, while pi runs as uid {me})",
+                meta.uid()
+            ),
+            &format!(
+                "Tokens are kept only where no one else controls them: make {what} yours \
+                 (chown), or point PI_CODING_AGENT_DIR at a folder of yours."
+            ),
+        ))
+    }
+
+    #[cfg(not(unix))]
+    fn check_owner(&self, _: &Path, _: &fs::Metadata, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn refuse_link(&self) -> Error {
+        let target = fs::read_link(&self.path)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        self.unsafe_path(
+            &self.path,
+            &format!("is a symbolic link{target}"),
+            "pi-dispatch never reads or writes tokens through a link. Replace the link with the \
+             file itself (or move it aside and log in again).",
+        )
+    }
+
+    fn unsafe_path(&self, path: &Path, what: &str, fix: &str) -> Error {
+        Error::new(
+            ErrorKind::StoreUnsafe,
+            format!(
+                "refusing the accounts file {}: {} {what}. Nothing was read or written. {fix}",
+                self.path.display(),
+                path.display()
+            ),
+        )
     }
 
     /// Applies `change` to the current contents under the cross-process lock and replaces the
@@ -231,8 +351,18 @@ impl Store {
         self.ensure_dir()?;
         let _lock = self.lock()?;
         self.remove_stale_temps();
-        let mut file = self.load()?;
+        let read = self.read()?;
+        let (mut file, older) = match read {
+            Some((bytes, parsed)) if parsed.from_version < SCHEMA_VERSION => {
+                (parsed.file, Some((bytes, parsed.from_version)))
+            }
+            Some((_, parsed)) => (parsed.file, None),
+            None => (AccountsFile::empty(), None),
+        };
         let out = change(&mut file)?;
+        if let Some((bytes, version)) = older {
+            self.keep_backup(&bytes, version)?;
+        }
         file.version = SCHEMA_VERSION;
         self.replace(&file)?;
         Ok(out)
@@ -285,47 +415,48 @@ impl Store {
         })
     }
 
-    fn parse(&self, bytes: &[u8]) -> Result<AccountsFile, Error> {
-        // Look at the version before the shape, so a newer file is reported as newer rather
-        // than as broken.
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| self.unreadable(format!("it is not valid JSON ({e})")))?;
-        match value.get("version").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) if v > u64::from(SCHEMA_VERSION) => {
-                return Err(Error::new(
-                    ErrorKind::StoreTooNew,
-                    format!(
-                        "{} was written by a newer pi-dispatch (schema version {v}; this one \
-                         understands {SCHEMA_VERSION}). It was left untouched. Update pi-dispatch \
-                         (pi update) to use it.",
-                        self.path.display()
-                    ),
-                ));
-            }
-            Some(v) => return Err(self.unreadable(format!("it has unknown schema version {v}"))),
-            None => return Err(self.unreadable("it has no \"version\" number".into())),
-        }
-        serde_json::from_value(value)
-            .map_err(|e| self.unreadable(format!("its contents do not match the schema ({e})")))
-    }
-
-    fn unreadable(&self, why: String) -> Error {
-        let path = self.path.display();
-        Error::new(
-            ErrorKind::StoreUnreadable,
-            format!(
-                "cannot use the accounts file {path}: {why}. It was left untouched. Repair it, or \
-                 move it aside (mv {path} {path}.bad) and add your accounts again with \
-                 /dispatch-login."
-            ),
-        )
+    /// Keeps the bytes of a file in an older schema beside it, before the first write in the
+    /// new one; an earlier backup of the same version is left as it is.
+    fn keep_backup(&self, bytes: &[u8], version: u32) -> Result<(), Error> {
+        let path = self.dir.join(format!("{FILE_NAME}.v{version}.bak"));
+        let written = (|| {
+            let mut backup = match private_options().write(true).create_new(true).open(&path) {
+                Ok(backup) => backup,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            backup.write_all(bytes)?;
+            backup.sync_all()
+        })();
+        written.map_err(|e| {
+            Error::new(
+                ErrorKind::StoreIo,
+                format!(
+                    "cannot keep a backup of the accounts file {} (schema version {version}) as \
+                     {} before converting it; nothing was changed",
+                    self.path.display(),
+                    path.display()
+                ),
+            )
+            .with_source(e)
+        })
     }
 
     fn io_error(&self, what: &str, e: io::Error) -> Error {
+        let hint = match e.kind() {
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => format!(
+                " (the folder {} is not writable by pi; the previous file, if any, is intact. \
+                 Make the folder writable, or point PI_CODING_AGENT_DIR at one that is)",
+                self.dir.display()
+            ),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                " (the disk is full; the previous file is intact. Free some space)".to_owned()
+            }
+            _ => String::new(),
+        };
         Error::new(
             ErrorKind::StoreIo,
-            format!("{what} the accounts file {}", self.path.display()),
+            format!("{what} the accounts file {}{hint}", self.path.display()),
         )
         .with_source(e)
     }
@@ -334,13 +465,16 @@ impl Store {
     fn ensure_dir(&self) -> Result<(), Error> {
         fs::create_dir_all(&self.dir)
             .map_err(|e| self.io_error("cannot create the folder of", e))?;
+        self.check_dir()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let meta = fs::metadata(&self.dir)
                 .map_err(|e| self.io_error("cannot inspect the folder of", e))?;
-            if meta.permissions().mode() & 0o777 != 0o700 {
-                fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
+            // Only ever narrows: a folder the user made read-only stays read-only.
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&self.dir, fs::Permissions::from_mode(mode & 0o700))
                     .map_err(|e| self.io_error("cannot make private the folder of", e))?;
             }
         }
@@ -371,7 +505,7 @@ impl Store {
 
     fn lock_file(&self, name: &str) -> Result<File, Error> {
         let lock_path = self.dir.join(name);
-        let file = private_options()
+        let file = nofollow_options()
             .read(true)
             .write(true)
             .create(true)
@@ -421,6 +555,109 @@ impl Store {
     }
 }
 
+/// A file read from disk: its contents in this build's schema, and the version it was written
+/// in (older than [`SCHEMA_VERSION`] when it was migrated on reading).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parsed {
+    pub file: AccountsFile,
+    pub from_version: u32,
+}
+
+/// One step up the schema: turns a file of version `from` into version `from + 1`.
+pub struct Migration {
+    pub from: u32,
+    pub apply: fn(serde_json::Value) -> Result<serde_json::Value, String>,
+}
+
+/// Every migration this build knows, oldest first. Version 1 is the first schema any release
+/// wrote, so there is none yet; a later schema adds the step from the one before it here, and
+/// files of every older version keep loading (the original is kept beside the file as
+/// `dispatch.json.v<N>.bak` on the first write).
+pub const MIGRATIONS: &[Migration] = &[];
+
+/// Reads the bytes of an accounts file; pure, so it can be fuzzed. `path` only names the file
+/// in messages. A newer schema, an older one no migration reaches, bad JSON and a wrong shape
+/// are all errors that say what to do; nothing here panics on any input.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, Error> {
+    parse_with(path, bytes, MIGRATIONS)
+}
+
+fn parse_with(path: &Path, bytes: &[u8], migrations: &[Migration]) -> Result<Parsed, Error> {
+    // Look at the version before the shape, so a newer file is reported as newer rather
+    // than as broken.
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| unreadable(path, format!("it is not valid JSON ({e})")))?;
+    let from_version = match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => SCHEMA_VERSION,
+        Some(v) if v > u64::from(SCHEMA_VERSION) => {
+            return Err(Error::new(
+                ErrorKind::StoreTooNew,
+                format!(
+                    "{} was written by a newer pi-dispatch (schema version {v}; this one \
+                     understands {SCHEMA_VERSION}). It was left untouched. Update pi-dispatch \
+                     (pi update) to use it.",
+                    path.display()
+                ),
+            ));
+        }
+        Some(v) => {
+            // Below SCHEMA_VERSION, so it fits.
+            let from = u32::try_from(v).unwrap_or(0);
+            value = migrate(path, value, from, migrations)?;
+            from
+        }
+        None => return Err(unreadable(path, "it has no \"version\" number".into())),
+    };
+    let file = serde_json::from_value(value)
+        .map_err(|e| unreadable(path, format!("its contents do not match the schema ({e})")))?;
+    Ok(Parsed { file, from_version })
+}
+
+/// Brings `value`, of schema version `from`, up to [`SCHEMA_VERSION`] one step at a time.
+fn migrate(
+    path: &Path,
+    mut value: serde_json::Value,
+    from: u32,
+    migrations: &[Migration],
+) -> Result<serde_json::Value, Error> {
+    for version in from..SCHEMA_VERSION {
+        let step = migrations
+            .iter()
+            .find(|m| m.from == version)
+            .ok_or_else(|| {
+                unreadable(
+                    path,
+                    format!(
+                        "it has schema version {from}, which no pi-dispatch release wrote and this \
+                     one cannot convert (it understands {SCHEMA_VERSION})"
+                    ),
+                )
+            })?;
+        value = (step.apply)(value).map_err(|why| {
+            unreadable(
+                path,
+                format!("it could not be converted from schema version {version} ({why})"),
+            )
+        })?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("version".into(), (version + 1).into());
+        }
+    }
+    Ok(value)
+}
+
+fn unreadable(path: &Path, why: String) -> Error {
+    let path = path.display();
+    Error::new(
+        ErrorKind::StoreUnreadable,
+        format!(
+            "cannot use the accounts file {path}: {why}. It was left untouched. Repair it, or \
+             move it aside (mv {path} {path}.bad) and add your accounts again with \
+             /dispatch-login."
+        ),
+    )
+}
+
 /// Files created with owner-only access from the first byte (the umask can only narrow it).
 fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -430,6 +667,30 @@ fn private_options() -> OpenOptions {
         options.mode(0o600);
     }
     options
+}
+
+/// [`private_options`] that also refuse to open through a symbolic link.
+fn nofollow_options() -> OpenOptions {
+    let mut options = private_options();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+}
+
+/// Whether opening failed because the last part of the path is a symbolic link.
+fn is_link_refusal(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// Makes the rename itself durable.

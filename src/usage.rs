@@ -287,14 +287,13 @@ async fn fetch_one(ctx: &Arc<Context>, account: &Account) -> Result<Observation,
                 }),
         }
     };
-    tokio::time::timeout(CALL_TIMEOUT, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Usage,
-                format!("no usage answer within {} s", CALL_TIMEOUT.as_secs()),
-            ))
-        })
+    let limit = ctx.timeouts.usage;
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Usage,
+            format!("no usage answer within {:.1} s", limit.as_secs_f64()),
+        ))
+    })
 }
 
 async fn fetch_path(

@@ -5,6 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use common::{one_account, rig, rig_with_states};
 use dispatch_sim::{Behavior, Outcome, Script};
 use pi_dispatch::store::AccountState;
@@ -269,4 +272,90 @@ async fn errors_about_the_request_itself_pass_through() {
     let body = response.text().await.unwrap();
     assert!(body.contains("simulated server error"), "{body}");
     assert_eq!(rig.forwarded(), 1, "a bad request is not tried elsewhere");
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_heads_are_refused_and_not_forwarded() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let body = vec![b'x'; 64 * 1024 * 1024 + 1];
+    let response = rig.pi_request().body(body).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+
+    let huge = "a".repeat(70 * 1024);
+    let head = rig.raw_post(
+        &format!("127.0.0.1:{}", rig.proxy.port()),
+        &format!("Bearer {}", rig.proxy.credential()),
+        &format!("X-Filler: {huge}\r\n"),
+    );
+    let answer = rig.raw(&head).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_head_too_slowly_is_cut_off() {
+    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", rig.proxy.port()))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /codex/responses HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // The proxy closes the connection once the head timeout (10 s) passes.
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after 20 s");
+    assert!(started.elapsed() >= Duration::from_secs(9));
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_sessions_each_keep_their_own_account() {
+    let mut script = Script::default_accounts(5);
+    for account in &mut script.accounts {
+        account.default = Some(Behavior::ok_slow("hi", 3, 20));
+    }
+    let rig = rig(script).await;
+    // Twenty sessions at once, each asking twice in turn (pi sends one turn at a time).
+    let sessions: Vec<_> = (0..20)
+        .map(|s| {
+            let first = rig.pi_request_in(&format!("session-{s}"));
+            let second = rig.pi_request_in(&format!("session-{s}"));
+            tokio::spawn(async move {
+                for request in [first, second] {
+                    let text = request.send().await.unwrap().text().await.unwrap();
+                    assert!(text.contains("response.completed"), "{text}");
+                }
+            })
+        })
+        .collect();
+    for session in sessions {
+        session.await.unwrap();
+    }
+    let mut served: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    for request in rig.sim.requests() {
+        let session = request.header("session_id").unwrap().to_owned();
+        let account = request.account_id.clone().unwrap();
+        // The upstream call carried this account's own token and this session's id.
+        assert_eq!(
+            request.header("authorization").unwrap(),
+            format!("Bearer {}", rig.sim.tokens(&account).unwrap().access)
+        );
+        served.entry(session).or_default().insert(account);
+    }
+    assert_eq!(served.len(), 20);
+    for (session, accounts) in &served {
+        assert_eq!(accounts.len(), 1, "{session} crossed over: {accounts:?}");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dispatch_sim::{Behavior, Script, Simulator};
 use pi_dispatch::config::Endpoints;
-use pi_dispatch::context::Context;
+use pi_dispatch::context::{Context, Timeouts};
 use pi_dispatch::proxy::Proxy;
 use pi_dispatch::store::{Account, AccountState, Store, Tokens, Usage, UsageWindow};
 use reqwest::Url;
@@ -79,11 +79,33 @@ pub async fn rig_empty(script: Script) -> Rig {
 }
 
 async fn assemble(sim: Simulator, dir: tempfile::TempDir, store: Store) -> Rig {
+    assemble_timed(sim, dir, store, Timeouts::default()).await
+}
+
+/// [`rig_with`], with other time limits for token and usage calls.
+pub async fn rig_timed(script: Script, expires_at_ms: Option<u64>, timeouts: Timeouts) -> Rig {
+    let rig = rig_with(script, &[], expires_at_ms).await;
+    let Rig {
+        sim, dir, store, ..
+    } = rig;
+    assemble_timed(sim, dir, store, timeouts).await
+}
+
+async fn assemble_timed(
+    sim: Simulator,
+    dir: tempfile::TempDir,
+    store: Store,
+    timeouts: Timeouts,
+) -> Rig {
     let endpoints = Endpoints {
         backend: Url::parse(&sim.backend_base()).unwrap(),
         auth: Url::parse(&sim.issuer()).unwrap(),
     };
-    let ctx = Arc::new(Context::new(endpoints, store.clone()).unwrap());
+    let ctx = Arc::new(
+        Context::new(endpoints, store.clone())
+            .unwrap()
+            .with_timeouts(timeouts),
+    );
     let proxy = Proxy::start(ctx.clone()).await.unwrap();
     Rig {
         sim,
