@@ -44,13 +44,9 @@ interface AccountSpec {
   usageEndpoint?: Record<string, unknown>;
 }
 
-const UNTOUCHED: Win = { used: 0, resetInS: 0 };
-
 function windowsOf(spec: AccountSpec): { seconds: number; win: Win }[] {
   const full = (seconds: number, win: Win | null | undefined) =>
-    win === null
-      ? []
-      : [{ seconds, win: win === undefined || win === UNTOUCHED ? { used: 0, resetInS: seconds } : win }];
+    win === null ? [] : [{ seconds, win: win ?? { used: 0, resetInS: seconds } }];
   return [...full(FIVE_HOURS_S, spec.fiveHour), ...full(WEEK_S, spec.weekly)];
 }
 
@@ -217,7 +213,7 @@ for (const generation of GENERATIONS) {
       const target = await pool([
         { id: "acct-a", fiveHour: { used: 35, resetInS: 9000 }, weekly: { used: 50, resetInS: 2 * 86400 } },
         { id: "acct-b", fiveHour: { used: 10, resetInS: 3000 }, weekly: { used: 5, resetInS: 86400 } },
-        { id: "acct-c", fiveHour: UNTOUCHED, weekly: UNTOUCHED },
+        { id: "acct-c" }, // untouched: both windows at 0%
       ]);
       for (const seed of ["1", "2"]) {
         const run = await ask(target, "Say hello", seed);
@@ -285,9 +281,7 @@ for (const generation of GENERATIONS) {
       test(`a usage limit reported in the stream (${style} event) rotates before pi sees output`, async () => {
         const target = await pool([
           {
-            id: "acct-a",
-            fiveHour: UNTOUCHED,
-            weekly: UNTOUCHED,
+            id: "acct-a", // untouched, so tried first
             behaviors: [{ kind: "streamError", code: "usage_limit_reached", style, message: "You've hit your limit" }],
           },
           { id: "acct-b", fiveHour: { used: 20, resetInS: 9000 }, weekly: { used: 30, resetInS: 86400 } },
@@ -296,6 +290,11 @@ for (const generation of GENERATIONS) {
         assert.equal(run.code, 0, run.stderr);
         assert.equal(run.stdout.trim(), "hello from acct-b");
         assert.doesNotMatch(run.stdout + run.stderr, /hit your limit|usage_limit/);
+        // Print mode shows the rotation notice too (on stderr, where pi puts extension output).
+        assert.match(
+          run.stderr,
+          new RegExp(`pi-dispatch: acct-a: usage limit reached \\(back ${WHEN}\\); now using acct-b\n`),
+        );
         assert.deepEqual(await target.responses(), { "acct-a": 1, "acct-b": 1 });
 
         const later = await ask(target, "Again");
@@ -354,7 +353,7 @@ for (const generation of GENERATIONS) {
       const target = await pool(
         [
           { id: "acct-a", fiveHour: null, weekly: { used: 40, resetInS: 2 * 86400 } },
-          { id: "acct-b", fiveHour: null, weekly: UNTOUCHED },
+          { id: "acct-b", fiveHour: null }, // untouched
           { id: "acct-c", fiveHour: null, weekly: { used: 15, resetInS: 86400 } },
         ],
         // Learned from the usage endpoint, whose weekly-only payload has `secondary_window: null`.
@@ -390,7 +389,7 @@ for (const generation of GENERATIONS) {
 
     test("/dispatch-use over RPC pins an account; the next prompt is served by it", async () => {
       const target = await pool([
-        { id: "acct-a", fiveHour: UNTOUCHED, weekly: UNTOUCHED },
+        { id: "acct-a" }, // untouched
         { id: "acct-b", fiveHour: { used: 30, resetInS: 9000 }, weekly: { used: 40, resetInS: 3 * 86400 } },
         { id: "acct-c", fiveHour: { used: 60, resetInS: 4000 }, weekly: { used: 80, resetInS: 4 * 86400 } },
       ]);
@@ -454,7 +453,7 @@ for (const generation of GENERATIONS) {
           },
           { id: "acct-b", state: { kind: "needsLogin", reason: "refresh token expired" } },
           { id: "acct-c", fiveHour: { used: 42, resetInS: 7200 }, weekly: { used: 10, resetInS: 2 * 86400 } },
-          { id: "acct-d", fiveHour: UNTOUCHED, weekly: UNTOUCHED },
+          { id: "acct-d" }, // untouched
         ],
         { seedUsage: false },
       );
