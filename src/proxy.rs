@@ -518,9 +518,11 @@ fn token_failure(error: TokenError) -> Failed {
     (failure, None)
 }
 
-/// No account can serve. pi gets a well-formed failure event at once, worded so that neither
-/// its client nor its session layer retries it: a status code would make pi 0.73 retry three
-/// times, and words like "rate limit" or a 5xx number make pi re-run the turn.
+/// No account can serve. pi gets a well-formed failure event at once, never a status code (pi
+/// 0.73 would retry that three times). Quota words ("usage limit", "needs /dispatch-login")
+/// never match pi's auto-retry, so a spent pool ends the turn at once. A backend failure keeps
+/// its own words ("HTTP 503", "connection refused"), which pi's session layer does retry: that
+/// retry is cheap (benched accounts are skipped) and is what plain pi gives a brief outage.
 fn exhausted(ctx: &Context, failures: &[(String, Failure)]) -> Response<ProxyBody> {
     let message = match ctx.pool.snapshot(&ctx.store) {
         Ok(file) => exhausted_message(&file.accounts, failures, now_ms()),
