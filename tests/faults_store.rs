@@ -2,41 +2,17 @@
 //! foreign owners, read-only folders, failed writes, writers killed at random, and real
 //! processes changing the pool at once.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{account, add};
 use pi_dispatch::ErrorKind;
-use pi_dispatch::store::{Account, AccountState, Migration, SCHEMA_VERSION, Store, Tokens};
-
-fn account(id: &str) -> Account {
-    Account {
-        id: id.into(),
-        label: id.into(),
-        chatgpt_account_id: format!("chatgpt-{id}"),
-        chatgpt_user_id: None,
-        email: None,
-        plan: Some("plus".into()),
-        tokens: Tokens {
-            access_token: format!("access-{id}"),
-            refresh_token: format!("refresh-{id}"),
-            id_token: None,
-            expires_at_ms: 0,
-        },
-        state: AccountState::Usable,
-        usage: None,
-        added_at_ms: 0,
-    }
-}
-
-fn add(store: &Store, account: Account) -> Result<(), pi_dispatch::Error> {
-    store.update(|f| {
-        f.accounts.push(account);
-        Ok(())
-    })
-}
+use pi_dispatch::store::{Migration, SCHEMA_VERSION, Store};
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777

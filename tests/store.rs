@@ -1,40 +1,16 @@
 //! The accounts file: modes, atomic replacement, refusal to touch what it cannot understand, and
 //! no lost update when real OS processes write at once.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use common::{account, add};
 use pi_dispatch::ErrorKind;
-use pi_dispatch::store::{Account, AccountState, SCHEMA_VERSION, Store, Tokens};
-
-fn account(id: &str) -> Account {
-    Account {
-        id: id.into(),
-        label: id.into(),
-        chatgpt_account_id: format!("chatgpt-{id}"),
-        chatgpt_user_id: None,
-        email: None,
-        plan: Some("plus".into()),
-        tokens: Tokens {
-            access_token: format!("access-{id}"),
-            refresh_token: format!("refresh-{id}"),
-            id_token: None,
-            expires_at_ms: 0,
-        },
-        state: AccountState::Usable,
-        usage: None,
-        added_at_ms: 0,
-    }
-}
-
-fn add(store: &Store, account: Account) -> Result<(), pi_dispatch::Error> {
-    store.update(|f| {
-        f.accounts.push(account);
-        Ok(())
-    })
-}
+use pi_dispatch::store::{SCHEMA_VERSION, Store};
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -131,6 +131,34 @@ pub fn ordered_usage(i: usize) -> Usage {
     }
 }
 
+/// A plain usable account with made-up tokens, for store-level tests.
+pub fn account(id: &str) -> Account {
+    Account {
+        id: id.into(),
+        label: id.into(),
+        chatgpt_account_id: format!("chatgpt-{id}"),
+        chatgpt_user_id: None,
+        email: None,
+        plan: Some("plus".into()),
+        tokens: Tokens {
+            access_token: format!("access-{id}"),
+            refresh_token: format!("refresh-{id}"),
+            id_token: None,
+            expires_at_ms: 0,
+        },
+        state: AccountState::Usable,
+        usage: None,
+        added_at_ms: 0,
+    }
+}
+
+pub fn add(store: &Store, account: Account) -> Result<(), pi_dispatch::Error> {
+    store.update(|f| {
+        f.accounts.push(account);
+        Ok(())
+    })
+}
+
 /// A test client. reqwest is built here without a crypto provider; install the one the core uses.
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
