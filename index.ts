@@ -126,6 +126,9 @@ function registerPoolCommands(pi: ExtensionAPI, native: typeof Native): void {
 /** Usage is fetched in the background at start; the footer and rotation notices follow each reply. */
 function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
   pi.on("session_start", async (_event, ctx) => {
+    // Print and JSON mode (no UI) have no footer to show it in, and a pending fetch would keep a
+    // one-shot `pi -p` from exiting until it answered; replies still bring usage in their headers.
+    if (!ctx.hasUI) return;
     // Never awaited: nothing on pi's start-up path waits for the network.
     native.refreshUsage().then(
       () => updateFooter(ctx, native),
@@ -143,20 +146,30 @@ function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
   pi.on("turn_end", async (_event, ctx) => updateFooter(ctx, native));
 }
 
-/** The footer: the session's account and what is left of its 5-hour and weekly windows. */
+/** The footer: the session's account and what is left of its 5-hour and weekly windows. Called
+ * late too (after a fetch), when pi may have replaced the session: a stale `ctx` throws on every
+ * use, and that must not become an uncaught error that ends pi. */
 function updateFooter(ctx: ExtensionContext, native: typeof Native): void {
-  if (!ctx.hasUI) return;
-  if (ctx.model?.provider !== PROVIDER) {
-    ctx.ui.setStatus(PROVIDER, undefined);
-    return;
+  try {
+    if (!ctx.hasUI) return;
+    if (ctx.model?.provider !== PROVIDER) {
+      ctx.ui.setStatus(PROVIDER, undefined);
+      return;
+    }
+    native.status(ctx.sessionManager.getSessionId(), false).then(
+      (pool) => {
+        const active = pool.accounts.find((account) => account.active);
+        try {
+          ctx.ui.setStatus(PROVIDER, active ? `⇄ ${active.label} · ${leftText(active)}` : "⇄ no usable account");
+        } catch {
+          // The session was replaced meanwhile; its successor draws its own footer.
+        }
+      },
+      () => {},
+    );
+  } catch {
+    // A stale ctx: as above.
   }
-  native.status(ctx.sessionManager.getSessionId(), false).then(
-    (pool) => {
-      const active = pool.accounts.find((account) => account.active);
-      ctx.ui.setStatus(PROVIDER, active ? `⇄ ${active.label} · ${leftText(active)}` : "⇄ no usable account");
-    },
-    () => {},
-  );
 }
 
 function leftText(account: Native.AccountView): string {
