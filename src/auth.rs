@@ -268,6 +268,7 @@ async fn post_token_form(
 ) -> Result<(reqwest::StatusCode, bytes::Bytes), Error> {
     let response = ctx
         .http
+        .client()?
         .post(join(&ctx.endpoints.auth, "oauth/token"))
         .timeout(TOKEN_CALL_TIMEOUT)
         .form(form)
