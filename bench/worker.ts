@@ -53,8 +53,11 @@ function newSession(): string {
 
 /** 1. Stream overhead: the same client, straight at the sim and through the proxy, interleaved. */
 const stream: Scenario = async (sim, agentDir, options) => {
-  const [id] = accountIds(1);
-  seedAccounts(agentDir, seed(sim, [id]));
+  const ids = accountIds(Number(options.accounts ?? 1));
+  const [id] = ids;
+  // The pool may hold more accounts: each request then reads a bigger accounts file. Every
+  // account answers alike; the direct side always talks to the first.
+  seedAccounts(agentDir, seed(sim, ids));
   const { proxy } = await startNative(sim, agentDir);
   const straight = direct(sim, id);
   const phases: Record<string, { behavior: Record<string, unknown>; pairs: number; warmup: number }> = {
@@ -67,7 +70,8 @@ const stream: Scenario = async (sim, agentDir, options) => {
   };
   const out: Record<string, unknown> = {};
   for (const [name, phase] of Object.entries(phases)) {
-    await sim.setBehaviors(id, { behaviors: [], default: phase.behavior });
+    if (phase.pairs === 0) continue;
+    for (const each of ids) await sim.setBehaviors(each, { behaviors: [], default: phase.behavior });
     const runs = { direct: [] as number[][], proxy: [] as number[][] };
     let chars = 0;
     for (let i = 0; i < phase.warmup + phase.pairs; i++) {
@@ -81,6 +85,19 @@ const stream: Scenario = async (sim, agentDir, options) => {
     }
     out[name] = { ...runs, chars };
   }
+  // TTFT by the size of each delta: 20 deltas of the given size, interleaved as above.
+  const sizes: Record<string, number[][]> = {};
+  for (const size of (options.deltaSizes as number[] | undefined) ?? []) {
+    await sim.setBehaviors(id, { behaviors: [], default: { kind: "ok", text: "y".repeat(size * 20), deltas: 20 } });
+    const pairs: number[][] = [];
+    for (let i = 0; i < 3 + Number(options.sizePairs); i++) {
+      const a = await requestOk(straight, newSession());
+      const b = await requestOk(proxy, newSession());
+      if (i >= 3) pairs.push([a.ttftMs, b.ttftMs]);
+    }
+    sizes[String(size)] = pairs;
+  }
+  out.sizes = sizes;
   return out;
 };
 
@@ -313,7 +330,10 @@ const status: Scenario = async (sim, agentDir, options) => {
 };
 
 const SCENARIOS: Record<string, { scenario: Scenario; script: (options: Options) => Record<string, unknown> }> = {
-  stream: { scenario: stream, script: () => ({ accounts: [{ accountId: accountIds(1)[0] }] }) },
+  stream: {
+    scenario: stream,
+    script: (options) => ({ accounts: accountIds(Number(options.accounts ?? 1)).map((accountId) => ({ accountId })) }),
+  },
   memory: { scenario: memory, script: () => ({ accounts: [{ accountId: accountIds(1)[0] }] }) },
   rotation: {
     scenario: rotation,
