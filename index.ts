@@ -126,6 +126,9 @@ function registerPoolCommands(pi: ExtensionAPI, native: typeof Native): void {
 /** Usage is fetched in the background at start; the footer and rotation notices follow each reply. */
 function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
   pi.on("session_start", async (_event, ctx) => {
+    // Print and JSON mode (no UI) have no footer to show it in, and a pending fetch would keep a
+    // one-shot `pi -p` from exiting until it answered; replies still bring usage in their headers.
+    if (!ctx.hasUI) return;
     // Never awaited: nothing on pi's start-up path waits for the network.
     native.refreshUsage().then(
       () => updateFooter(ctx, native),

@@ -265,6 +265,7 @@ async fn post_token_form(
 ) -> Result<(reqwest::StatusCode, bytes::Bytes), Error> {
     let response = ctx
         .http
+        .client()?
         .post(join(&ctx.endpoints.auth, "oauth/token"))
         .timeout(ctx.timeouts.token)
         .form(form)

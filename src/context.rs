@@ -1,7 +1,7 @@
 //! What every part of the core shares: where the servers are, the accounts file, and the one
 //! HTTP client every upstream call goes through.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::auth::Auth;
@@ -15,7 +15,7 @@ pub struct Context {
     pub endpoints: Endpoints,
     pub store: Store,
     /// Shared so connections to the backend are pooled across requests and accounts.
-    pub http: reqwest::Client,
+    pub http: Http,
     /// Token refreshes in flight in this process.
     pub auth: Arc<Auth>,
     /// Sessions, their accounts, and account changes not yet written.
@@ -53,7 +53,7 @@ impl Context {
         Ok(Self {
             endpoints,
             store,
-            http: build_client()?,
+            http: Http::default(),
             auth: Arc::default(),
             pool: Arc::default(),
             timeouts: Timeouts::default(),
@@ -64,6 +64,29 @@ impl Context {
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
+    }
+}
+
+/// The one HTTP client, built when first needed. Building it loads the system's root
+/// certificates, which takes milliseconds that pi's start-up should not wait for; the proxy asks
+/// for it in the background as soon as it listens (see [`Http::prepare`]), so in practice the first
+/// request finds it ready. Cheap to clone: clones share the client.
+#[derive(Clone, Default)]
+pub struct Http(Arc<OnceLock<Result<reqwest::Client, String>>>);
+
+impl Http {
+    /// The client; built now if this is the first use (other callers wait for that build).
+    pub fn client(&self) -> Result<&reqwest::Client, Error> {
+        self.0
+            .get_or_init(|| build_client().map_err(|e| e.chain()))
+            .as_ref()
+            .map_err(|why| Error::new(ErrorKind::Config, why.clone()))
+    }
+
+    /// Builds the client on a blocking thread of the current tokio runtime, without waiting.
+    pub fn prepare(&self) {
+        let http = self.clone();
+        tokio::task::spawn_blocking(move || drop(http.client()));
     }
 }
 

@@ -804,6 +804,7 @@ impl DeviceLogin {
             .map(str::to_owned);
         let response = ctx
             .http
+            .client()?
             .post(join(
                 &ctx.endpoints.auth,
                 "api/accounts/deviceauth/usercode",
@@ -917,6 +918,7 @@ impl DeviceLogin {
         let sent = self
             .ctx
             .http
+            .client()?
             .post(join(
                 &self.ctx.endpoints.auth,
                 "api/accounts/deviceauth/token",

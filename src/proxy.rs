@@ -93,6 +93,8 @@ impl Proxy {
             expected_authorization: format!("Bearer {credential}").into_bytes(),
         });
         let (shutdown, stopped) = watch::channel(());
+        // Off the start-up path, and most likely done before pi's first request.
+        ctx.http.prepare();
         tokio::spawn(accept_loop(listener, gate, ctx, stopped));
         Ok(Self {
             port,
@@ -490,7 +492,11 @@ async fn send_upstream(
     access_token: &str,
     body: Bytes,
 ) -> Result<reqwest::Response, Failed> {
-    let mut upstream = ctx.http.post(ctx.endpoints.responses_url());
+    let client = ctx.http.client().map_err(|e| {
+        let what = format!("no HTTP client: {}", e.chain());
+        (Failure::Backend { what }, None)
+    })?;
+    let mut upstream = client.post(ctx.endpoints.responses_url());
     for (name, value) in pi_headers {
         if forwards(name) {
             upstream = upstream.header(name, value);

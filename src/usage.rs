@@ -305,6 +305,7 @@ async fn fetch_path(
     let fail = |what: String| Error::new(ErrorKind::Usage, format!("/{path}: {what}"));
     let response = ctx
         .http
+        .client()?
         .get(join(&ctx.endpoints.backend, path))
         .bearer_auth(token)
         .header("chatgpt-account-id", &account.chatgpt_account_id)

@@ -1,0 +1,61 @@
+// pi's own Codex client: the stream function of pi-ai's openai-codex-responses provider (pi 0.73.1,
+// a devDependency), given a model whose baseUrl is either the dispatch proxy or the simulator.
+
+import { getModels, type Model } from "@mariozechner/pi-ai";
+import { streamSimpleOpenAICodexResponses } from "@mariozechner/pi-ai/openai-codex-responses";
+
+/** Where the client sends its request, and the key it presents there. */
+export interface Target {
+  baseUrl: string;
+  apiKey: string;
+}
+
+export interface Timing {
+  /** Request start to the first text delta pi's client emits, ms. */
+  ttftMs: number;
+  /** Request start to the end of the stream (`done` or `error`), ms. */
+  totalMs: number;
+  /** Characters of text received. */
+  chars: number;
+  /** pi's error message when the stream ended in an error. */
+  error?: string;
+}
+
+const CODEX = getModels("openai-codex").find((model) => model.api === "openai-codex-responses");
+if (!CODEX) throw new Error("pi-ai has no openai-codex-responses model");
+const BASE_MODEL: Model<"openai-codex-responses"> = CODEX;
+
+/** One request through pi's client. SSE only: pi tries a WebSocket first and falls back to SSE for
+ * the rest of the session when refused (both the proxy and the sim refuse); forcing SSE keeps that
+ * one-off fallback out of every figure, on both sides alike. */
+export async function request(target: Target, sessionId: string): Promise<Timing> {
+  const model = { ...BASE_MODEL, baseUrl: target.baseUrl };
+  const start = performance.now();
+  let first = 0;
+  let chars = 0;
+  let error: string | undefined;
+  const stream = streamSimpleOpenAICodexResponses(
+    model,
+    { systemPrompt: "You are a benchmark.", messages: [{ role: "user", content: "hi", timestamp: Date.now() }] },
+    { apiKey: target.apiKey, transport: "sse", sessionId },
+  );
+  for await (const event of stream) {
+    if (event.type === "text_delta") {
+      if (first === 0) first = performance.now();
+      chars += event.delta.length;
+    } else if (event.type === "error") {
+      error = event.error.errorMessage ?? "unknown error";
+    }
+  }
+  const end = performance.now();
+  return { ttftMs: first === 0 ? Number.NaN : first - start, totalMs: end - start, chars, error };
+}
+
+/** Like `request`, but fails unless the reply streamed text and ended well. */
+export async function requestOk(target: Target, sessionId: string): Promise<Timing> {
+  const timing = await request(target, sessionId);
+  if (timing.error !== undefined || Number.isNaN(timing.ttftMs)) {
+    throw new Error(`expected a streamed reply from ${target.baseUrl}, got: ${timing.error ?? "no text"}`);
+  }
+  return timing;
+}
