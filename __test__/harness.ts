@@ -2,7 +2,7 @@
 // accounts file seeded directly, and the real pi CLI of either generation.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -179,7 +179,7 @@ export interface SeedAccount {
   usage?: { observedAtMs: number; windows: SeedWindow[] };
 }
 
-/** Writes dispatch.json (schema version 1) the way the native store would. */
+/** Writes dispatch.json (schema version 1) the way the native store would, atomically. */
 export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
   const file = {
     version: 1,
@@ -200,8 +200,11 @@ export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
     })),
   };
   const path = join(agentDir, "dispatch.json");
-  writeFileSync(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  const temp = `${path}.seed-${process.pid}`;
+  writeFileSync(temp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(temp, 0o600);
+  // A rename, as the store does: a proxy reading meanwhile never sees half a file.
+  renameSync(temp, path);
 }
 
 export interface PiRun {

@@ -2,11 +2,12 @@
 // throwaway agent directories with a seeded dispatch.json, pi's own Codex client, and statistics.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { type SeedAccount as HarnessSeedAccount, seedAccounts as seedHarnessAccounts } from "../__test__/harness.ts";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const SIM_BIN = join(ROOT, "target", "release", "dispatch-sim");
@@ -133,32 +134,12 @@ export interface SeedAccount {
   usage?: Record<string, unknown>;
 }
 
-/** Writes dispatch.json (schema version 1) the way the native store would, atomically. */
+/** dispatch.json through the test harness's writer; the bench labels each account by its id. */
 export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
-  const file = {
-    version: 1,
-    accounts: accounts.map((account, index) => ({
-      id: `acc-bench-${index}`,
-      label: account.accountId,
-      chatgptAccountId: account.accountId,
-      plan: "plus",
-      tokens: {
-        accessToken: account.tokens.access,
-        refreshToken: account.tokens.refresh,
-        idToken: account.tokens.idToken,
-        expiresAtMs: account.tokens.expiresAtMs,
-      },
-      state: account.state ?? { kind: "usable" },
-      ...(account.usage ? { usage: account.usage } : {}),
-      addedAtMs: Date.now(),
-    })),
-  };
-  const path = join(agentDir, "dispatch.json");
-  const temp = `${path}.bench-${process.pid}`;
-  writeFileSync(temp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(temp, 0o600);
-  // A rename, as the store does: a reader never sees half a file.
-  renameSync(temp, path);
+  seedHarnessAccounts(
+    agentDir,
+    accounts.map((account) => ({ ...account, label: account.accountId }) as HarnessSeedAccount),
+  );
 }
 
 /** A usage view in the store's shape: 5-hour and weekly windows, partly used. */
