@@ -391,6 +391,18 @@ pub struct LoginOptions {
     pub timeout: Duration,
 }
 
+impl LoginOptions {
+    /// The label, if given, once it passes the store's rules.
+    fn checked_label(&self) -> Result<Option<String>, Error> {
+        Ok(self
+            .label
+            .as_deref()
+            .map(store::check_label)
+            .transpose()?
+            .map(str::to_owned))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Open,
@@ -509,12 +521,7 @@ impl BrowserLogin {
         options: LoginOptions,
         callback_port: u16,
     ) -> Result<Self, Error> {
-        let label = options
-            .label
-            .as_deref()
-            .map(store::check_label)
-            .transpose()?
-            .map(str::to_owned);
+        let label = options.checked_label()?;
         let pkce = Pkce::generate();
         let state = random_token();
         let (answers, inbox) = mpsc::unbounded_channel();
@@ -796,12 +803,7 @@ pub struct DeviceLogin {
 impl DeviceLogin {
     /// Checks the label and asks the issuer for a user code.
     pub async fn start(ctx: Arc<Context>, options: LoginOptions) -> Result<Self, Error> {
-        let label = options
-            .label
-            .as_deref()
-            .map(store::check_label)
-            .transpose()?
-            .map(str::to_owned);
+        let label = options.checked_label()?;
         let response = ctx
             .http
             .client()?
