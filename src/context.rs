@@ -24,22 +24,36 @@ pub struct Context {
     pub timeouts: Timeouts,
 }
 
-/// Time limits of the calls that must never hold pi up. The defaults are the production
-/// values; tests shorten them to prove a hang is cut off.
+/// Time limits on whatever could otherwise hold pi up: calls that are not model replies, and
+/// local clients that stall. The defaults are the production values; tests shorten them to
+/// prove a hang is cut off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// One call to the token endpoint (refresh or code exchange).
     pub token: Duration,
     /// One account's usage fetch, both paths together.
     pub usage: Duration,
+    /// A client of the proxy sending its request line and headers.
+    pub request_head: Duration,
+    /// A client of the proxy sending its whole request body.
+    pub request_body: Duration,
+}
+
+impl Timeouts {
+    /// Usable in constants, as `Timeouts { usage: …, ..Timeouts::PRODUCTION }`.
+    pub const PRODUCTION: Self = Self {
+        token: Duration::from_secs(30),
+        // Per account, so one slow account cannot hold up the others.
+        usage: Duration::from_secs(5),
+        request_head: Duration::from_secs(10),
+        // A conversation with images is tens of MiB; on loopback even that takes well under this.
+        request_body: Duration::from_secs(60),
+    };
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            token: Duration::from_secs(30),
-            usage: crate::usage::CALL_TIMEOUT,
-        }
+        Self::PRODUCTION
     }
 }
 
@@ -56,7 +70,7 @@ impl Context {
             http: Http::default(),
             auth: Arc::default(),
             pool: Arc::default(),
-            timeouts: Timeouts::default(),
+            timeouts: Timeouts::PRODUCTION,
         })
     }
 

@@ -45,9 +45,6 @@ const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
 /// Request line plus headers. hyper's buffer limit does not hold a head that arrives in one
 /// read, so the gate checks the size too.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
-/// A local client that cannot send its headers or body within these is stuck or hostile.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The path pi's Codex client calls, relative to the base URL it is given.
 const RESPONSES_PATH: &str = "/codex/responses";
 /// What the credential's JWT payload names as the ChatGPT account. pi's client requires one
@@ -151,10 +148,12 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (gate, ctx) = (gate.clone(), ctx.clone());
         tokio::spawn(async move {
+            // A local client that cannot send its head in time is stuck or hostile.
+            let head_timeout = ctx.timeouts.request_head;
             let service = service_fn(move |req| serve(gate.clone(), ctx.clone(), req));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
+                .header_read_timeout(head_timeout)
                 .max_buf_size(MAX_REQUEST_HEAD)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -311,7 +310,7 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = req.into_parts();
-    let body = read_body(body).await?;
+    let body = read_body(body, ctx.timeouts.request_body).await?;
     let session = session_id(&parts.headers);
 
     let mut tried = HashSet::new();
@@ -627,12 +626,13 @@ fn failure_stream(message: &str) -> Response<ProxyBody> {
     response
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
+/// The whole body, within `limit` in all (a client trickling bytes is cut off too).
+async fn read_body(body: Incoming, limit: Duration) -> Result<Bytes, Refusal> {
     let too_large = || Refusal {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: format!("request body over {} MiB", MAX_REQUEST_BODY >> 20),
     };
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_REQUEST_BODY).collect()).await {
+    match tokio::time::timeout(limit, Limited::new(body, MAX_REQUEST_BODY).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(Refusal {

@@ -21,8 +21,6 @@ use crate::store::{Account, AccountState, Usage, UsageWindow};
 
 /// Usage younger than this is fresh enough to choose by and to show without a new fetch.
 pub const FRESH_FOR: Duration = Duration::from_secs(5 * 60);
-/// Each usage call gets this long, so one slow account cannot hold up the others.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 const FIVE_HOURS_S: u64 = 5 * 3600;
 const WEEK_S: u64 = 7 * 24 * 3600;

@@ -22,12 +22,16 @@ use tokio::net::{TcpListener, TcpStream};
 const SHORT: Timeouts = Timeouts {
     token: Duration::from_millis(800),
     usage: Duration::from_millis(800),
+    ..Timeouts::PRODUCTION
 };
 
 async fn failure_text(rig: &Rig) -> (u16, String) {
     let response = rig.pi_request().send().await.unwrap();
     let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
+    (
+        status,
+        common::show(response.text().await.unwrap_or_default()),
+    )
 }
 
 #[tokio::test]
@@ -123,7 +127,7 @@ async fn a_hanging_usage_endpoint_returns_on_time_with_the_older_data_stale() {
         "{:?}",
         started.elapsed()
     );
-    let error = fetched[0].result.as_ref().unwrap_err().to_string();
+    let error = common::show(fetched[0].result.as_ref().unwrap_err().chain());
     assert!(error.contains("no usage answer within"), "{error}");
     let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
     assert_eq!(usage.observed_at_ms, old, "the older data is kept");
@@ -155,6 +159,81 @@ async fn a_403_on_one_usage_path_falls_back_to_the_other() {
         let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
         assert!(usage.observed_at_ms > old, "{endpoint:?}");
     }
+}
+
+/// A raw usage server: `/wham/usage` answers `wham`, `/codex/usage` answers `codex`, each a
+/// complete 200 reply body. Returns the backend base URL and the paths asked, in order.
+async fn raw_usage_server(
+    wham: &'static str,
+    codex: &'static str,
+) -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/backend-api/", listener.local_addr().unwrap());
+    let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut stream).await else {
+                    return;
+                };
+                let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                let body = if path.ends_with("/wham/usage") {
+                    wham
+                } else {
+                    codex
+                };
+                log.lock().push(path);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (base, asked)
+}
+
+const NOT_JSON: &str = r#"{"plan_type":"plus","rate_limit":{"primary_window":{"used_perc"#;
+const GOOD_USAGE: &str = r#"{"plan_type":"plus","rate_limit":{"primary_window":{"used_percent":42,"limit_window_seconds":18000,"reset_after_seconds":600}}}"#;
+
+#[tokio::test]
+async fn a_usage_reply_that_is_not_json_is_an_error_for_that_account_and_the_older_data_kept() {
+    let rig = rig(Script::default_accounts(1)).await;
+    let old = age_usage(&rig);
+    let (base, asked) = raw_usage_server(NOT_JSON, NOT_JSON).await;
+    let ctx = Arc::new(context_to(&rig, &base).with_timeouts(SHORT));
+    let fetched = pi_dispatch::usage::refresh_stale(&ctx, Duration::ZERO)
+        .await
+        .unwrap();
+    let error = common::show(fetched[0].result.as_ref().unwrap_err().chain());
+    // Both paths were tried, and the message says what was wrong with each.
+    assert_eq!(asked.lock().len(), 2, "{:?}", asked.lock());
+    assert_eq!(error.matches("reply is not JSON").count(), 2, "{error}");
+    assert!(
+        !error.contains("used_perc"),
+        "the reply body is not echoed: {error}"
+    );
+    let account = rig.store.load().unwrap().accounts.remove(0);
+    assert_eq!(
+        account.usage.unwrap().observed_at_ms,
+        old,
+        "the older data is kept"
+    );
+    assert_eq!(account.state, AccountState::Usable);
+
+    // Garbage on one path only: the other path's answer is taken.
+    let (base, _) = raw_usage_server(NOT_JSON, GOOD_USAGE).await;
+    let ctx = Arc::new(context_to(&rig, &base).with_timeouts(SHORT));
+    let fetched = pi_dispatch::usage::refresh_stale(&ctx, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(fetched[0].result.is_ok(), "{:?}", fetched[0].result);
+    let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
+    assert!(usage.observed_at_ms > old);
+    assert_eq!(usage.windows[0].used_percent, 42.0);
 }
 
 /// How the raw upstream treats one model request.
@@ -194,15 +273,10 @@ async fn raw_upstream(first: Misbehave) -> (String, Arc<[AtomicUsize; 2]>) {
 }
 
 async fn serve(mut stream: TcpStream, first: Misbehave, counts: &[AtomicUsize; 2]) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 8192];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let Some(head) = read_head(&mut stream).await else {
+        return;
+    };
+    let text = head.to_ascii_lowercase();
     let is_a = text.contains("chatgpt-account-id: acct-a");
     counts[usize::from(!is_a)].fetch_add(1, Ordering::SeqCst);
     let action = if is_a { first } else { Misbehave::Answer };
@@ -242,14 +316,33 @@ async fn serve(mut stream: TcpStream, first: Misbehave, counts: &[AtomicUsize; 2
     }
 }
 
-/// A proxy over the rig's two accounts, sending model requests to `backend`.
-async fn proxy_to(rig: &Rig, backend: &str) -> Proxy {
+/// Reads a request up to the end of its head (the raw servers ignore bodies).
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The rig's store and token endpoint, with the backend at `backend`.
+fn context_to(rig: &Rig, backend: &str) -> Context {
     let endpoints = Endpoints {
         backend: Url::parse(backend).unwrap(),
         auth: Url::parse(&rig.sim.issuer()).unwrap(),
     };
-    let ctx = Arc::new(Context::new(endpoints, rig.store.clone()).unwrap());
-    Proxy::start(ctx).await.unwrap()
+    Context::new(endpoints, rig.store.clone()).unwrap()
+}
+
+/// A proxy over the rig's two accounts, sending model requests to `backend`.
+async fn proxy_to(rig: &Rig, backend: &str) -> Proxy {
+    Proxy::start(Arc::new(context_to(rig, backend)))
+        .await
+        .unwrap()
 }
 
 async fn ask(proxy: &Proxy) -> reqwest::Response {

@@ -3,13 +3,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{one_account, rig, rig_with_states};
+use common::{Rig, one_account, rig, rig_timed, rig_with_states};
 use dispatch_sim::{Behavior, Outcome, Script};
+use pi_dispatch::context::Timeouts;
 use pi_dispatch::store::AccountState;
 
 #[tokio::test]
@@ -169,7 +170,7 @@ async fn the_first_event_reaches_the_client_while_upstream_is_still_sending() {
 #[tokio::test]
 async fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
     // Output starts, then the backend takes its time with the rest.
-    let rig = rig(one_account(Behavior::ok_slow("slow answer", 5, 30_000))).await;
+    let rig = rig(behind_a_spare(Behavior::ok_slow("slow answer", 5, 30_000))).await;
     let mut response = rig.pi_request().send().await.unwrap();
     assert_eq!(response.status(), 200);
     let first = response.chunk().await.unwrap().unwrap();
@@ -180,14 +181,14 @@ async fn a_client_that_goes_away_mid_stream_cancels_the_upstream_request() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_before_the_reply_starts_cancels_the_upstream_request() {
-    let rig = rig(one_account(Behavior::HangBeforeHeaders)).await;
+    let rig = rig(behind_a_spare(Behavior::HangBeforeHeaders)).await;
     abort_while_pending(&rig).await;
 }
 
 #[tokio::test]
 async fn a_client_that_goes_away_while_the_reply_is_held_back_cancels_the_upstream_request() {
     // Headers came, but no output yet: the proxy is still holding the reply back.
-    let rig = rig(one_account(Behavior::HangAfterHeaders)).await;
+    let rig = rig(behind_a_spare(Behavior::HangAfterHeaders)).await;
     abort_while_pending(&rig).await;
 }
 
@@ -201,7 +202,16 @@ async fn abort_while_pending(rig: &common::Rig) {
     assert_upstream_saw_disconnect(rig).await;
 }
 
-/// The sim records the upstream connection closing under a request it had not finished.
+/// acct-a answers with `first`; acct-b would answer well, were a request ever moved to it.
+fn behind_a_spare(first: Behavior) -> Script {
+    let mut script = Script::default_accounts(2);
+    script.accounts[0].default = Some(first);
+    script.accounts[1].default = Some(Behavior::ok("moved"));
+    script
+}
+
+/// The sim records the upstream connection closing under a request it had not finished; and a
+/// request pi gave up on is not a failure: nothing benched, no notice, not moved to acct-b.
 async fn assert_upstream_saw_disconnect(rig: &common::Rig) {
     let stats = rig
         .sim
@@ -214,6 +224,18 @@ async fn assert_upstream_saw_disconnect(rig: &common::Rig) {
         "upstream saw the disconnect: {:?}",
         rig.sim.requests()
     );
+    // Time for a wrongly started retry to reach the sim.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.forwarded(), 1, "{:?}", rig.sim.requests());
+    let pool = rig.ctx.pool.snapshot(&rig.store).unwrap();
+    assert!(
+        pool.accounts
+            .iter()
+            .all(|a| a.state == AccountState::Usable),
+        "{:?}",
+        pool.accounts
+    );
+    assert!(rig.ctx.pool.take_notices("session-123").is_empty());
 }
 
 #[tokio::test]
@@ -292,9 +314,34 @@ async fn oversized_bodies_and_heads_are_refused_and_not_forwarded() {
     assert_eq!(rig.forwarded(), 0);
 }
 
+/// Shorter than production (10 s head, 60 s body) so the tests prove the cut without the wait.
+const SLOW_CLIENT_LIMITS: Timeouts = Timeouts {
+    request_head: Duration::from_millis(500),
+    request_body: Duration::from_millis(500),
+    ..Timeouts::PRODUCTION
+};
+
+/// Reads until the proxy closes the connection; None if it is still open after 10 s.
+async fn until_closed(stream: &mut TcpStream) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[tokio::test]
 async fn a_client_that_sends_its_head_too_slowly_is_cut_off() {
-    let rig = rig(one_account(Behavior::ok("never"))).await;
+    let rig = rig_timed(one_account(Behavior::ok("never")), None, SLOW_CLIENT_LIMITS).await;
     let mut stream = TcpStream::connect(("127.0.0.1", rig.proxy.port()))
         .await
         .unwrap();
@@ -302,20 +349,47 @@ async fn a_client_that_sends_its_head_too_slowly_is_cut_off() {
         .write_all(b"POST /codex/responses HTTP/1.1\r\n")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
-    let mut buf = [0u8; 1024];
-    // The proxy closes the connection once the head timeout (10 s) passes.
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+    let started = Instant::now();
+    assert!(until_closed(&mut stream).await.is_some(), "still open");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(rig.forwarded(), 0);
+}
+
+/// A whole valid head, then `sent` of the body's `len` bytes, one every `gap`, then silence.
+async fn slow_body(rig: &Rig, len: usize, sent: usize, gap: Duration) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", rig.proxy.port()))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /codex/responses HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {}\r\nsession_id: slow\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n",
+        rig.proxy.port(),
+        rig.proxy.credential()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..sent {
+        if stream.write_all(b" ").await.is_err() {
+            break;
         }
-    })
-    .await;
-    assert!(closed.is_ok(), "still open after 20 s");
-    assert!(started.elapsed() >= Duration::from_secs(9));
+        tokio::time::sleep(gap).await;
+    }
+    until_closed(&mut stream).await.expect("still open")
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_body_is_cut_off_and_nothing_is_forwarded() {
+    let rig = rig_timed(one_account(Behavior::ok("never")), None, SLOW_CLIENT_LIMITS).await;
+    let answer = slow_body(&rig, 100, 10, Duration::ZERO).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:.200}");
+    assert!(answer.contains("did not arrive in time"), "{answer:.400}");
+    assert_eq!(rig.forwarded(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_is_cut_off_at_the_total_limit() {
+    // Each byte comes well within the limit; the body as a whole does not.
+    let rig = rig_timed(one_account(Behavior::ok("never")), None, SLOW_CLIENT_LIMITS).await;
+    let answer = slow_body(&rig, 100, 100, Duration::from_millis(50)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:.200}");
     assert_eq!(rig.forwarded(), 0);
 }
 

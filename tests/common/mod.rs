@@ -131,7 +131,8 @@ pub fn ordered_usage(i: usize) -> Usage {
     }
 }
 
-/// A plain usable account with made-up tokens, for store-level tests.
+/// A plain usable account with made-up tokens, for store-level tests. The tokens start with
+/// `sentinel-`, which the output scan of `npm test` looks for (scripts/rust-tests.mjs).
 pub fn account(id: &str) -> Account {
     Account {
         id: id.into(),
@@ -141,8 +142,8 @@ pub fn account(id: &str) -> Account {
         email: None,
         plan: Some("plus".into()),
         tokens: Tokens {
-            access_token: format!("access-{id}"),
-            refresh_token: format!("refresh-{id}"),
+            access_token: format!("sentinel-access-{id}"),
+            refresh_token: format!("sentinel-refresh-{id}"),
             id_token: None,
             expires_at_ms: 0,
         },
@@ -157,6 +158,24 @@ pub fn add(store: &Store, account: Account) -> Result<(), pi_dispatch::Error> {
         f.accounts.push(account);
         Ok(())
     })
+}
+
+/// Prints what a user would see, so `npm test`'s scan of all Rust test output
+/// (scripts/rust-tests.mjs) checks it for tokens; returns it for the test's own assertions.
+pub fn show(text: String) -> String {
+    eprintln!("user sees: {text}");
+    text
+}
+
+/// The error a call must fail with, printed as [`show`] does (message, causes and Debug).
+pub fn failed<T>(result: Result<T, pi_dispatch::Error>) -> pi_dispatch::Error {
+    match result {
+        Ok(_) => panic!("expected an error"),
+        Err(error) => {
+            show(format!("{} / {error:?}", error.chain()));
+            error
+        }
+    }
 }
 
 /// A test client. reqwest is built here without a crypto provider; install the one the core uses.
