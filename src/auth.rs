@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::config::join;
 use crate::context::Context;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, json_problem};
 use crate::now_ms;
 use crate::store::{Account, AccountState, Tokens};
 
@@ -285,7 +285,13 @@ async fn post_token_form(
 /// refresh token; without one, there is nothing to refresh with later.
 fn parse_tokens(body: &[u8], kind: ErrorKind, kept_refresh: Option<&str>) -> Result<Tokens, Error> {
     let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| {
-        Error::new(kind, "the token endpoint's answer is not a token response").with_source(e)
+        Error::new(
+            kind,
+            format!(
+                "the token endpoint's answer is not a token response ({})",
+                json_problem(&e)
+            ),
+        )
     })?;
     let refresh_token = parsed
         .refresh_token
@@ -359,5 +365,20 @@ mod tests {
         );
         assert_eq!(jwt_expiry_ms("not-a-jwt"), None);
         assert_eq!(jwt_expiry_ms("h.!!!.s"), None);
+    }
+
+    #[test]
+    fn a_token_answer_of_the_wrong_shape_is_refused_without_quoting_it() {
+        let answers: [&[u8]; 3] = [
+            br#"{"access_token":"sentinel-a","refresh_token":"sentinel-r","expires_in":"sentinel-e"}"#,
+            br#"{"access_token":["sentinel-a"],"refresh_token":"sentinel-r"}"#,
+            br#"{"refresh_token":"sentinel-r","id_token":7}"#,
+        ];
+        for answer in answers {
+            let error = parse_tokens(answer, ErrorKind::Auth, Some("kept")).unwrap_err();
+            let shown = format!("{error} {error:?} {}", error.chain());
+            assert!(shown.contains("not a token response"), "{shown}");
+            assert!(!shown.contains("sentinel"), "{shown}");
+        }
     }
 }

@@ -97,6 +97,39 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     out
 }
 
+/// What is wrong with a JSON document, without quoting it. serde's messages repeat the offending
+/// value ("invalid type: string \"rt_…\""), and in the accounts file or a token answer that
+/// value can be a token.
+pub fn json_problem(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let message = error.to_string();
+    match error.classify() {
+        // Syntax messages name characters and positions, never values.
+        Category::Syntax | Category::Eof | Category::Io => message,
+        Category::Data => {
+            let what = [
+                ("missing field", None),
+                ("duplicate field", None),
+                ("invalid type", Some("a value of the wrong type")),
+                ("invalid length", Some("a list of the wrong length")),
+                (
+                    "unknown variant",
+                    Some("a value that is not one of the allowed ones"),
+                ),
+                ("unknown field", Some("an unexpected field")),
+            ]
+            .into_iter()
+            .find(|(prefix, _)| message.starts_with(prefix));
+            match what {
+                // Field names come from our own schema: safe and the most useful part.
+                Some((_, None)) => message,
+                Some((_, Some(plain))) => plain.to_owned(),
+                None => "a value that is not allowed".to_owned(),
+            }
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -121,5 +154,35 @@ mod tests {
         let err = Error::new(ErrorKind::StoreIo, "cannot write /x/dispatch.json").with_source(io);
         assert_eq!(err.chain(), "cannot write /x/dispatch.json: denied");
         assert_eq!(err.kind.as_str(), "store_io");
+    }
+
+    #[test]
+    fn json_problems_never_quote_the_document() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            number: u64,
+            kind: Kind,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            A,
+        }
+        let cases = [
+            (r#"{"number":"sentinel-1","kind":"A"}"#, "wrong type"),
+            (
+                r#"{"number":1,"kind":"sentinel-2"}"#,
+                "not one of the allowed",
+            ),
+            (r#"{"number":1}"#, "missing field `kind`"),
+            (r#"{"number":"sentinel-3"#, "EOF"),
+            (r#"{"number":sentinel-4}"#, "expected value"),
+        ];
+        for (text, expected) in cases {
+            let error = serde_json::from_str::<Shape>(text).unwrap_err();
+            let problem = json_problem(&error);
+            assert!(problem.contains(expected), "{text}: {problem}");
+            assert!(!problem.contains("sentinel"), "{text}: {problem}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, json_problem};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -586,7 +586,7 @@ fn parse_with(path: &Path, bytes: &[u8], migrations: &[Migration]) -> Result<Par
     // Look at the version before the shape, so a newer file is reported as newer rather
     // than as broken.
     let mut value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| unreadable(path, format!("it is not valid JSON ({e})")))?;
+        .map_err(|e| unreadable(path, format!("it is not valid JSON ({})", json_problem(&e))))?;
     let from_version = match value.get("version").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(SCHEMA_VERSION) => SCHEMA_VERSION,
         Some(v) if v > u64::from(SCHEMA_VERSION) => {
@@ -608,8 +608,16 @@ fn parse_with(path: &Path, bytes: &[u8], migrations: &[Migration]) -> Result<Par
         }
         None => return Err(unreadable(path, "it has no \"version\" number".into())),
     };
-    let file = serde_json::from_value(value)
-        .map_err(|e| unreadable(path, format!("its contents do not match the schema ({e})")))?;
+    let file = serde_path_to_error::deserialize(value).map_err(|e| {
+        let problem = json_problem(e.inner());
+        unreadable(
+            path,
+            format!(
+                "its contents do not match the schema: {problem} at {}",
+                e.path()
+            ),
+        )
+    })?;
     Ok(Parsed { file, from_version })
 }
 

@@ -89,6 +89,35 @@ fn a_file_of_the_wrong_shape_is_never_overwritten() {
 }
 
 #[test]
+fn a_bad_field_is_named_and_its_value_never_quoted() {
+    // Hand-edited files put tokens where they do not belong; the message must not repeat them.
+    let dir = tempdir();
+    let store = Store::new(dir.path());
+    add(&store, account("a")).unwrap();
+    add(&store, account("b")).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+    let secret = value["accounts"][1]["tokens"]["refreshToken"].clone();
+    assert!(secret.as_str().unwrap().starts_with("sentinel-"), "{value}");
+    value["accounts"][1]["tokens"] = secret.clone();
+    value["accounts"][0]["tokens"]["expiresAtMs"] = secret;
+    let edited = serde_json::to_vec(&value).unwrap();
+    fs::write(store.path(), &edited).unwrap();
+
+    let err = store.load().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::StoreUnreadable);
+    let shown = format!("{} {:?} {}", err, err, err.chain());
+    assert!(!shown.contains("sentinel"), "{shown}");
+    assert!(
+        err.message
+            .contains("a value of the wrong type at accounts[0].tokens.expiresAtMs"),
+        "{}",
+        err.message
+    );
+    assert_eq!(fs::read(store.path()).unwrap(), edited);
+}
+
+#[test]
 fn a_newer_schema_is_refused_and_kept() {
     let dir = tempdir();
     let store = Store::new(dir.path());
