@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Rig, rig_empty};
+use common::{Rig, failed, rig_empty};
 use dispatch_sim::{Behavior, Script, TokenBehavior};
 use pi_dispatch::ErrorKind;
 use pi_dispatch::login::{
@@ -194,12 +194,12 @@ async fn text_that_is_no_redirect_is_refused_and_the_login_goes_on() {
     let rig = rig_empty(Script::default_accounts(1)).await;
     let login = browser(&rig, None).await;
     let waiting = spawn_wait(&login);
-    let refused = login.submit_paste("not a url").unwrap_err();
+    let refused = failed(login.submit_paste("not a url"));
     assert_eq!(refused.kind, ErrorKind::Paste);
     let location = consent(login.url()).await;
     login.submit_paste(location.as_str()).unwrap();
     assert!(waiting.await.unwrap().is_ok());
-    let late = login.submit_paste(location.as_str()).unwrap_err();
+    let late = failed(login.submit_paste(location.as_str()));
     assert_eq!(late.kind, ErrorKind::Login, "the login is over");
 }
 
@@ -246,7 +246,7 @@ async fn a_state_mismatch_changes_nothing() {
     let (status, page) = follow(&location, port_of(&login)).await;
     assert_eq!(status, 400);
     assert!(page.contains("state does not match"), "{page}");
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert_eq!(error.kind, ErrorKind::Login);
     assert!(error.message.contains("state does not match"));
     assert!(!error.chain().contains(&code), "the code never shows");
@@ -258,7 +258,7 @@ async fn a_state_mismatch_changes_nothing() {
     login
         .submit_paste(&format!("{}#wrong", param(&location, "code")))
         .unwrap();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert!(error.message.contains("state does not match"));
 
     assert_eq!(file_bytes(&rig), before, "the store was not touched");
@@ -280,7 +280,7 @@ async fn a_denied_consent_changes_nothing() {
     let (status, page) = follow(&location, port_of(&login)).await;
     assert_eq!(status, 400);
     assert!(page.contains("access_denied"), "{page}");
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert_eq!(error.kind, ErrorKind::Login);
     assert!(
         error.message.contains("refused (access_denied"),
@@ -301,7 +301,7 @@ async fn a_failed_code_exchange_changes_nothing() {
     let waiting = spawn_wait(&login);
     let location = consent(login.url()).await;
     login.submit_paste(location.as_str()).unwrap();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert_eq!(error.kind, ErrorKind::Login);
     assert!(
         error
@@ -328,7 +328,7 @@ async fn a_failed_code_exchange_changes_nothing() {
         param(again.url(), "state")
     );
     again.submit_paste(&replay).unwrap();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert!(error.message.contains("invalid_grant"), "{}", error.message);
     assert_eq!(file_bytes(&rig), saved);
 }
@@ -339,7 +339,7 @@ async fn a_browser_login_can_be_cancelled_and_times_out() {
     let login = browser(&rig, None).await;
     let waiting = spawn_wait(&login);
     login.cancel();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert_eq!(error.kind, ErrorKind::LoginCancelled);
     assert_closes(port_of(&login)).await;
 
@@ -353,7 +353,7 @@ async fn a_browser_login_can_be_cancelled_and_times_out() {
         .unwrap(),
     );
     let started = Instant::now();
-    let error = login.wait().await.unwrap_err();
+    let error = failed(login.wait().await);
     assert_eq!(error.kind, ErrorKind::LoginTimedOut);
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_closes(port_of(&login)).await;
@@ -404,7 +404,7 @@ async fn a_device_login_stops_at_its_deadline() {
     let rig = rig_empty(Script::default_accounts(1)).await;
     let login = device(&rig, None, Duration::from_millis(2500)).await;
     let started = Instant::now();
-    let error = login.wait().await.unwrap_err();
+    let error = failed(login.wait().await);
     assert_eq!(error.kind, ErrorKind::LoginTimedOut);
     assert!(
         error.message.contains("within 2 seconds"),
@@ -432,7 +432,7 @@ async fn a_device_login_can_be_cancelled_or_denied() {
     };
     wait_for_polls(&rig, 1).await;
     login.cancel();
-    let error = waiting.await.unwrap().unwrap_err();
+    let error = failed(waiting.await.unwrap());
     assert_eq!(error.kind, ErrorKind::LoginCancelled);
     let polls = rig.sim.stats().global.device_poll;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -444,7 +444,7 @@ async fn a_device_login_can_be_cancelled_or_denied() {
 
     let login = device(&rig, None, GENEROUS).await;
     rig.sim.deny_device(Some(login.user_code())).unwrap();
-    let error = login.wait().await.unwrap_err();
+    let error = failed(login.wait().await);
     assert_eq!(error.kind, ErrorKind::Login);
     assert!(error.message.contains("denied"), "{}", error.message);
     assert_eq!(file_bytes(&rig), None);
@@ -543,7 +543,7 @@ async fn labels_come_from_the_argument_the_email_or_the_first_free_number() {
     );
 
     let before = file_bytes(&rig);
-    let taken = save("f", Some("f@example.com"), Some("mine")).unwrap_err();
+    let taken = failed(save("f", Some("f@example.com"), Some("mine")));
     assert_eq!(taken.kind, ErrorKind::Label);
     assert!(
         taken
@@ -552,7 +552,7 @@ async fn labels_come_from_the_argument_the_email_or_the_first_free_number() {
         "{}",
         taken.message
     );
-    let spaced = save("f", None, Some("two words")).unwrap_err();
+    let spaced = failed(save("f", None, Some("two words")));
     assert_eq!(spaced.kind, ErrorKind::Label);
     assert_eq!(file_bytes(&rig), before);
 
@@ -581,10 +581,10 @@ async fn accounts_are_renamed_and_removed_by_label() {
     };
     assert_eq!(labels(&rig), ["first", "two"]);
 
-    let duplicate = store.rename_account("first", "two").unwrap_err();
+    let duplicate = failed(store.rename_account("first", "two"));
     assert_eq!(duplicate.kind, ErrorKind::Label);
     assert!(duplicate.message.contains("already used"));
-    let unknown = store.rename_account("nobody", "x").unwrap_err();
+    let unknown = failed(store.rename_account("nobody", "x"));
     assert_eq!(unknown.kind, ErrorKind::Label);
     assert!(
         unknown
@@ -592,7 +592,7 @@ async fn accounts_are_renamed_and_removed_by_label() {
             .contains("no account is labelled \"nobody\"")
     );
     assert_eq!(
-        store.rename_account("two", "").unwrap_err().kind,
+        failed(store.rename_account("two", "")).kind,
         ErrorKind::Label
     );
     assert_eq!(labels(&rig), ["first", "two"]);
@@ -600,10 +600,7 @@ async fn accounts_are_renamed_and_removed_by_label() {
     let removed = store.remove_account("first").unwrap();
     assert_eq!(removed.chatgpt_account_id, "a");
     assert_eq!(labels(&rig), ["two"]);
-    assert_eq!(
-        store.remove_account("first").unwrap_err().kind,
-        ErrorKind::Label
-    );
+    assert_eq!(failed(store.remove_account("first")).kind, ErrorKind::Label);
     // The removed identity comes back as a new account.
     let back = save_login(store, &identity("a", None), fake_tokens(), None).unwrap();
     assert!(back.added);

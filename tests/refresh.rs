@@ -198,7 +198,7 @@ async fn an_upstream_401_refreshes_once_and_retries_once() {
 async fn failure_message(rig: &common::Rig) -> String {
     let response = rig.pi_request().send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let body = response.text().await.unwrap();
+    let body = common::show(response.text().await.unwrap());
     assert!(body.starts_with("event: response.failed\n"), "{body}");
     body
 }

@@ -22,7 +22,7 @@ fn first_fails(first: Behavior) -> Script {
 async fn answer(rig: &Rig) -> String {
     let response = rig.pi_request().send().await.unwrap();
     assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
+    common::show(response.text().await.unwrap())
 }
 
 async fn stored(rig: &Rig, label: &str) -> Account {
@@ -330,6 +330,7 @@ async fn a_rotation_leaves_one_notice_for_the_session() {
     let rig = rig(first_fails(Behavior::usage_limit(600))).await;
     answer(&rig).await;
     let notices = rig.ctx.pool.take_notices("session-123");
+    common::show(format!("{notices:?}"));
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0].from_label, "acct-a");
     assert_eq!(notices[0].to_label, "acct-b");
@@ -353,6 +354,7 @@ async fn a_pin_holds_until_a_rotation_clears_it() {
     // The pinned account hits its limit: the session moves and the pin is gone.
     assert!(answer(&rig).await.contains("hello from acct-a"));
     let notices = rig.ctx.pool.take_notices("session-123");
+    common::show(format!("{notices:?}"));
     assert_eq!(notices.len(), 1);
     assert!(notices[0].pin_cleared);
     assert_eq!(
