@@ -2,11 +2,21 @@
 // accounts file seeded directly, and the real pi CLI of either generation.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const EXTENSION = join(ROOT, "index.ts");
@@ -129,6 +139,57 @@ export async function consent(signInUrl: string): Promise<string> {
   const code = new URL(location).searchParams.get("code");
   if (code) seenCodes.push(code);
   return location;
+}
+
+/** One run of the fake browser opener: how it was started, and how playing the browser went. */
+export interface OpenerRun {
+  /** Its arguments (after the interpreter and the script). */
+  argv: string[];
+  /** Its whole environment as it received it (`/proc/self/environ`), one `NAME=value` each. */
+  environ: string[];
+  /** Where the issuer sent the browser: the callback URL, carrying the authorization code. */
+  location?: string;
+  callbackStatus?: number;
+  callbackPage?: string;
+  /** Why it could not play the browser to the end. */
+  error?: string;
+}
+
+/** Installs a fake `xdg-open` (fixtures/fake-opener.ts) in `dir`. Its `env` puts it first on
+ * PATH and sets a display, so the extension starts it; `runs` waits until every run that started
+ * has played the browser to the end (30 s at most) and returns them. Linux only. */
+export function installFakeOpener(dir: string): { env: Record<string, string>; runs: () => Promise<OpenerRun[]> } {
+  const bin = join(dir, "opener-bin");
+  const records = join(dir, "opener-runs");
+  mkdirSync(bin, { recursive: true });
+  mkdirSync(records, { recursive: true });
+  const fixture = pathToFileURL(join(ROOT, "__test__", "fixtures", "fake-opener.ts")).href;
+  // Run by this very node, named in full (the PATH pi hands the opener may hold no node), and
+  // straight from the shebang, so that what it records is what the extension's spawn passed.
+  if (/\s/.test(process.execPath) || process.execPath.length > 250) {
+    throw new Error(`node's path cannot go in a shebang (whitespace, or too long): ${process.execPath}`);
+  }
+  const script = `#!${process.execPath}\nimport(${JSON.stringify(fixture)}).then((m) => m.open(${JSON.stringify(records)}, process.argv.slice(2)));\n`;
+  writeFileSync(join(bin, "xdg-open"), script, { mode: 0o755 });
+  const read = (name: string) => JSON.parse(readFileSync(join(records, name), "utf8"));
+  const runs = async (): Promise<OpenerRun[]> => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const names = readdirSync(records);
+      const started = names.filter((name) => name.endsWith(".started.json"));
+      const done = started.every((name) => names.includes(name.replace(".started.", ".done.")));
+      if ((started.length > 0 && done) || Date.now() > deadline) {
+        return started.map((name) => {
+          const outcome = names.includes(name.replace(".started.", ".done."))
+            ? read(name.replace(".started.", ".done."))
+            : { error: "it never finished" };
+          return { ...read(name), ...outcome } as OpenerRun;
+        });
+      }
+      await new Promise((wake) => setTimeout(wake, 100));
+    }
+  };
+  return { env: { PATH: `${bin}${delimiter}${process.env.PATH ?? ""}`, DISPLAY: ":99" }, runs };
 }
 
 export interface SimRequest {
@@ -264,17 +325,28 @@ export function runPi(
   });
 }
 
+/** Every token the simulator handed out (at its start or in a login since) and every
+ * authorization code a test saw. */
+export async function knownSecrets(sim: Sim): Promise<string[]> {
+  const tokenSets = [...Object.values(sim.accounts), ...Object.values(await sim.tokens())];
+  return [...tokenSets.flatMap((t) => [t.access, t.refresh, t.idToken]), ...seenCodes];
+}
+
+/** Fails, without showing it, if any of `texts` holds a secret from [`knownSecrets`]. */
+export async function assertNoSecretIn(sim: Sim, texts: string[], where: string): Promise<void> {
+  const secrets = await knownSecrets(sim);
+  for (const text of texts) {
+    for (const secret of secrets) {
+      if (text.includes(secret)) throw new Error(`a token or authorization code leaked into ${where}`);
+    }
+  }
+}
+
 /** Fails if anything any pi process printed so far holds a token the simulator handed out (at
  * its start or in a login since) or an authorization code a test saw. */
 export async function assertNoSecretPrinted(sim: Sim): Promise<void> {
   if (transcripts.length === 0) throw new Error("no pi output was collected");
-  const tokenSets = [...Object.values(sim.accounts), ...Object.values(await sim.tokens())];
-  const secrets = [...tokenSets.flatMap((t) => [t.access, t.refresh, t.idToken]), ...seenCodes];
-  for (const output of transcripts) {
-    for (const secret of secrets) {
-      if (output.includes(secret)) throw new Error("a token or authorization code leaked into pi's output");
-    }
-  }
+  await assertNoSecretIn(sim, transcripts, "pi's output");
 }
 
 export type RpcMessage = Record<string, unknown> & { type: string };

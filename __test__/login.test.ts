@@ -1,7 +1,8 @@
 // Account commands in the real pi of both generations: /dispatch-login completed through the
 // pasted-redirect path over RPC (the test plays the browser against the simulator), the new
 // account answering a prompt, /dispatch-rename and /dispatch-remove with their dialogs, and print
-// mode, which has no dialogs.
+// mode, which has no dialogs. There, a browser login is completed through the callback by a fake
+// xdg-open that plays the browser and records its argv and environment for the secret check.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -9,15 +10,20 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
+  assertNoSecretIn,
   assertNoSecretPrinted,
   consent,
   EXTENSION,
   GENERATIONS,
+  installFakeOpener,
+  knownSecrets,
   listModels,
   makeHome,
   RpcPi,
   runPi,
   Sim,
+  seedAccounts,
+  seenCodes,
 } from "./harness.ts";
 
 interface StoredAccount {
@@ -47,6 +53,12 @@ for (const generation of GENERATIONS) {
             email: "login@example.com",
             default: { kind: "ok", text: "Hello from the new account", deltas: 3 },
           },
+          {
+            accountId: "acct-browser",
+            email: "browser@example.com",
+            default: { kind: "ok", text: "Hello through the browser callback", deltas: 3 },
+          },
+          { accountId: "acct-kept", default: { kind: "ok", text: "wrong account" } },
         ],
         home.home,
         // A device login is approved on its first poll, as acct-device.
@@ -179,6 +191,106 @@ for (const generation of GENERATIONS) {
         assert.ok(Date.now() - started < 30_000, "no waiting for a paste that cannot come");
       } finally {
         busy.close();
+      }
+    });
+
+    test("print mode: /dispatch-login --browser completes through the callback; the opener's argv and environment hold no secret", {
+      skip: process.platform !== "linux" && "the fake stands in for xdg-open, Linux's opener",
+    }, async () => {
+      // Its own pool, holding an account whose tokens the extension could reach when it starts
+      // the opener: a login of a second account, the usual case.
+      const own = makeHome();
+      try {
+        seedAccounts(own.agentDir, [
+          {
+            label: "kept",
+            accountId: "acct-kept",
+            tokens: sim.accounts["acct-kept"],
+            state: { kind: "needsLogin", reason: "seeded: out of the way of the prompt below" },
+          },
+        ]);
+        const opener = installFakeOpener(own.home);
+        await sim.queueLogin("acct-browser");
+        const run = await runPi(
+          generation,
+          ["-p", "--no-session", "-e", EXTENSION, "/dispatch-login laptop --browser"],
+          {
+            ...own,
+            env: { ...env, ...opener.env },
+          },
+        );
+        assert.equal(run.code, 0, run.stderr);
+        const output = run.stdout + run.stderr;
+        assert.match(output, /sign in in the browser that just opened/);
+        assert.match(output, /added "laptop" \(browser@example\.com, plus\)/);
+
+        const runs = await opener.runs();
+        assert.equal(runs.length, 1, "the opener ran exactly once");
+        const [opened] = runs;
+        assert.equal(opened.error, undefined, "the fake browser played its part");
+        const code = new URL(opened.location ?? "").searchParams.get("code");
+        assert.ok(code, "the issuer redirected with a code");
+        seenCodes.push(code);
+
+        // No secret reached the opener: every token the simulator knows, this login's included,
+        // and every code, this login's included.
+        const secrets = await knownSecrets(sim);
+        const issued = (await sim.tokens())["acct-browser"];
+        assert.ok(secrets.includes(issued.refresh) && secrets.includes(code), "the scan covers this login");
+        await assertNoSecretIn(sim, opened.argv, "the opener's argv");
+        await assertNoSecretIn(sim, opened.environ, "the opener's environment");
+
+        // Its argv is the sign-in URL pi showed and nothing else, carrying the PKCE challenge and
+        // the state: no verifier, code or token.
+        const shown = output.match(/http:\/\/127\.0\.0\.1:\d+\/oauth\/authorize\S+/)?.[0];
+        assert.deepEqual(opened.argv, [shown]);
+        const url = new URL(opened.argv[0]);
+        assert.equal(`${url.origin}${url.pathname}`, new URL("oauth/authorize", `${sim.issuer}/`).href);
+        assert.deepEqual([...url.searchParams.keys()].sort(), [
+          "client_id",
+          "code_challenge",
+          "code_challenge_method",
+          "codex_cli_simplified_flow",
+          "id_token_add_organizations",
+          "originator",
+          "redirect_uri",
+          "response_type",
+          "scope",
+          "state",
+        ]);
+        assert.match(url.searchParams.get("code_challenge") ?? "", /^[A-Za-z0-9_-]{43}$/);
+        assert.equal(url.searchParams.get("code_challenge_method"), "S256");
+        assert.ok(url.searchParams.get("state"));
+        // Its environment is pi's own, display included.
+        assert.ok(opened.environ.includes("DISPLAY=:99"));
+        assert.ok(opened.environ.includes(`PI_CODING_AGENT_DIR=${own.agentDir}`));
+
+        // The callback answered the browser, and the account is saved with the tokens it was issued.
+        assert.equal(opened.callbackStatus, 200, opened.callbackPage);
+        assert.match(opened.callbackPage ?? "", /saved the account (&quot;|")laptop(&quot;|")/);
+        const added = storedAccounts(own.agentDir).find((account) => account.label === "laptop");
+        assert.equal(added?.chatgptAccountId, "acct-browser");
+        // Compared without assert.equal, which would print the tokens on a mismatch.
+        assert.ok(added?.tokens.accessToken === issued.access, "the stored access token is the one issued");
+        assert.ok(added?.tokens.refreshToken === issued.refresh, "the stored refresh token is the one issued");
+
+        // And it answers a prompt.
+        const [model] = await listModels(generation, "dispatch", own);
+        const reply = await runPi(
+          generation,
+          ["-p", "--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`, "Say hello"],
+          {
+            ...own,
+            env,
+          },
+        );
+        assert.equal(reply.code, 0, reply.stderr);
+        assert.match(reply.stdout, /Hello through the browser callback/);
+        const served = (await sim.stats()).requests.filter((r) => r.accountId === "acct-browser");
+        assert.equal(served.length, 1);
+        assert.ok(served[0].headers.authorization === `Bearer ${issued.access}`, "served with the issued token");
+      } finally {
+        own.cleanup();
       }
     });
 
