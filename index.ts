@@ -278,8 +278,8 @@ const DEVICE_CHOICE = "Device code";
 
 function registerLoginCommands(pi: ExtensionAPI, native: typeof Native): void {
   pi.registerCommand("dispatch-login", {
-    description: "Add a ChatGPT account to the pool, or log one in again: /dispatch-login [label] [--device]",
-    getArgumentCompletions: (prefix) => labelCompletions(native, prefix, ["--device"]),
+    description: "Add a ChatGPT account to the pool, or log one in again: /dispatch-login [label] [--browser|--device]",
+    getArgumentCompletions: (prefix) => labelCompletions(native, prefix, ["--browser", "--device"]),
     handler: (args, ctx) => guarded(ctx, () => login(native, args, ctx)),
   });
   pi.registerCommand("dispatch-remove", {
@@ -332,7 +332,7 @@ async function login(native: typeof Native, args: string, ctx: ExtensionCommandC
     else rest.push(word);
   }
   if (rest.length > 1) {
-    show(ctx, "pi-dispatch: usage: /dispatch-login [label] [--device]", "error");
+    show(ctx, "pi-dispatch: usage: /dispatch-login [label] [--browser|--device]", "error");
     return;
   }
   if (method === undefined && ctx.hasUI) {
