@@ -47,7 +47,8 @@ export interface SimAccountScript {
   usageEndpoint?: Record<string, unknown>;
 }
 
-/** The simulated Codex backend and OAuth server (sim/), run as its own process. */
+/** The simulated Codex backend and OAuth server (sim/), run as its own process; it exits when
+ * this process does (`--exit-on-stdin-close`), so a crashed test or benchmark leaves none behind. */
 export class Sim {
   readonly baseUrl: string;
   readonly backendBase: string;
@@ -63,11 +64,13 @@ export class Sim {
     this.accounts = ready.accounts as Record<string, SimTokens>;
   }
 
-  /** `more` adds top-level script keys, e.g. `device`. */
+  /** `more` adds top-level script keys, e.g. `device`. Several may share `dir`. */
   static async start(accounts: SimAccountScript[], dir: string, more: Record<string, unknown> = {}): Promise<Sim> {
-    const scriptPath = join(dir, "sim-script.json");
+    const scriptPath = join(mkdtempSync(join(dir, "sim-")), "script.json");
     writeFileSync(scriptPath, JSON.stringify({ ...more, accounts }));
-    const child = spawn(SIM_BIN, ["--script", scriptPath], { stdio: ["pipe", "pipe", "inherit"] });
+    const child = spawn(SIM_BIN, ["--script", scriptPath, "--exit-on-stdin-close"], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const ready = await new Promise<Record<string, unknown>>((resolveReady, reject) => {
       child.once("error", reject);
@@ -80,6 +83,13 @@ export class Sim {
   async stats(): Promise<SimStats> {
     const response = await fetch(`${this.baseUrl}/__sim/stats`);
     return (await response.json()) as SimStats;
+  }
+
+  /** The tokens an account had when the simulator started. */
+  startingTokens(accountId: string): SimTokens {
+    const tokens = this.accounts[accountId];
+    if (!tokens) throw new Error(`the sim has no account ${accountId}`);
+    return tokens;
   }
 
   /** Every account's current tokens, including those minted by logins since the start. */
@@ -123,6 +133,7 @@ export class Sim {
   }
 
   stop(): void {
+    this.#child.stdin?.end();
     this.#child.kill();
   }
 }
@@ -206,8 +217,17 @@ export interface SimRequest {
   outcome: string;
 }
 
-/** One account's counters (see sim/README.md): `responses`, `served`, `whamUsage`, ... */
-export type SimAccountCounts = Record<string, number> & { behaviors: Record<string, number> };
+/** One account's counters (see sim/README.md). */
+export interface SimAccountCounts {
+  responses: number;
+  served: number;
+  whamUsage: number;
+  codexUsage: number;
+  me: number;
+  tokenRefresh: number;
+  tokenAuthorizationCode: number;
+  behaviors: Record<string, number>;
+}
 
 export interface SimStats {
   accounts: Record<string, SimAccountCounts>;

@@ -1,108 +1,17 @@
-// Shared pieces of the benchmarks: the simulator as a child process that dies with its parent,
-// throwaway agent directories with a seeded dispatch.json, pi's own Codex client, and statistics.
+// Shared pieces of the benchmarks: throwaway agent directories with a seeded dispatch.json, request
+// counts and statistics. The simulator is the test harness's `Sim`.
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
-import { type SeedAccount as HarnessSeedAccount, seedAccounts as seedHarnessAccounts } from "../__test__/harness.ts";
+import { join } from "node:path";
+import {
+  type SeedAccount as HarnessSeedAccount,
+  type SimStats,
+  type SimTokens,
+  seedAccounts as seedHarnessAccounts,
+} from "../__test__/harness.ts";
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const SIM_BIN = join(ROOT, "target", "release", "dispatch-sim");
-export const EXTENSION = join(ROOT, "index.ts");
-
-export interface SimTokens {
-  access: string;
-  refresh: string;
-  idToken: string;
-  expiresAtMs: number;
-}
-
-export interface SimReady {
-  baseUrl: string;
-  backendBase: string;
-  issuer: string;
-  accounts: Record<string, SimTokens>;
-}
-
-export interface AccountCounts {
-  responses: number;
-  served: number;
-  whamUsage: number;
-  codexUsage: number;
-  me: number;
-  tokenRefresh: number;
-  tokenAuthorizationCode: number;
-  behaviors: Record<string, number>;
-}
-
-export interface SimStats {
-  accounts: Record<string, AccountCounts>;
-  global: Record<string, number>;
-}
-
-/** The simulator (sim/), run with `--exit-on-stdin-close` so it never outlives the benchmark. */
-export class Sim {
-  readonly ready: SimReady;
-  readonly #child: ChildProcess;
-
-  private constructor(child: ChildProcess, ready: SimReady) {
-    this.#child = child;
-    this.ready = ready;
-  }
-
-  static async start(script: Record<string, unknown>, dir: string): Promise<Sim> {
-    const path = join(dir, `sim-script-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
-    // The request log keeps whole bodies; the benchmarks only read the counters.
-    writeFileSync(path, JSON.stringify({ requestLogLimit: 16, ...script }));
-    const child = spawn(SIM_BIN, ["--script", path, "--exit-on-stdin-close"], {
-      stdio: ["pipe", "pipe", "inherit"],
-    });
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    const ready = await new Promise<SimReady>((resolveReady, reject) => {
-      child.once("error", reject);
-      child.once("exit", (code) => reject(new Error(`dispatch-sim exited early (${code})`)));
-      lines.once("line", (line) => resolveReady(JSON.parse(line) as SimReady));
-    });
-    return new Sim(child, ready);
-  }
-
-  tokens(accountId: string): SimTokens {
-    const tokens = this.ready.accounts[accountId];
-    if (!tokens) throw new Error(`the sim has no account ${accountId}`);
-    return tokens;
-  }
-
-  async stats(): Promise<SimStats> {
-    return (await (await fetch(`${this.ready.baseUrl}/__sim/stats`)).json()) as SimStats;
-  }
-
-  async resetStats(): Promise<void> {
-    await this.#post("/__sim/reset-stats", {});
-  }
-
-  /** Replaces an account's behaviour queue and default answer. */
-  async setBehaviors(accountId: string, body: Record<string, unknown> | unknown[]): Promise<void> {
-    await this.#post(`/__sim/behaviors/${accountId}`, body);
-  }
-
-  async #post(path: string, body: unknown): Promise<void> {
-    const response = await fetch(`${this.ready.baseUrl}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    if (!response.ok) throw new Error(`sim ${path}: HTTP ${response.status} ${await response.text()}`);
-    await response.arrayBuffer();
-  }
-
-  stop(): void {
-    this.#child.stdin?.end();
-    this.#child.kill();
-  }
-}
+export { EXTENSION, ROOT, Sim, type SimAccountScript, type SimStats } from "../__test__/harness.ts";
 
 /** Every request the sim saw, all accounts together: model calls, usage calls, token calls. */
 export function totalRequests(stats: SimStats): { responses: number; usage: number; token: number; me: number } {

@@ -439,16 +439,16 @@ function piEnv(home: string, agentDir: string, sim: Sim): Record<string, string>
     PI_OFFLINE: "1",
     PI_TELEMETRY: "0",
     PI_SKIP_VERSION_CHECK: "1",
-    PI_DISPATCH_BACKEND_URL: sim.ready.backendBase,
-    PI_DISPATCH_AUTH_URL: sim.ready.issuer,
+    PI_DISPATCH_BACKEND_URL: sim.backendBase,
+    PI_DISPATCH_AUTH_URL: sim.issuer,
   };
 }
 
 /** Two accounts with no stored usage: anything that refreshed usage would call the sim. */
 function seedTwo(agentDir: string, sim: Sim): void {
   seedAccounts(agentDir, [
-    { accountId: "acct-00", tokens: sim.tokens("acct-00") },
-    { accountId: "acct-01", tokens: sim.tokens("acct-01") },
+    { accountId: "acct-00", tokens: sim.startingTokens("acct-00") },
+    { accountId: "acct-01", tokens: sim.startingTokens("acct-01") },
   ]);
 }
 
@@ -462,11 +462,10 @@ async function startup(): Promise<void> {
     log(`start-up: pi ${version}, ${RUNS.startupPairs} pairs of --list-models, ${RUNS.print} pairs of -p`);
     const { dir, cleanup } = makeDir(`startup-${generation}`);
     // The same two accounts; the usage endpoint answers at once (fast) or after 1 s (slow).
-    const script = (delayMs: number) => ({
-      accounts: ["acct-00", "acct-01"].map((accountId) => ({ accountId, usageEndpoint: { delayMs } })),
-    });
-    const fast = await Sim.start(script(0), dir);
-    const slow = await Sim.start(script(1000), dir);
+    const accounts = (delayMs: number) =>
+      ["acct-00", "acct-01"].map((accountId) => ({ accountId, usageEndpoint: { delayMs } }));
+    const fast = await Sim.start(accounts(0), dir);
+    const slow = await Sim.start(accounts(1000), dir);
     try {
       const fastAgent = makeAgentDir(dir, "agent-fast");
       const slowAgent = makeAgentDir(dir, "agent-slow");

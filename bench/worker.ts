@@ -16,6 +16,7 @@ import {
   resetPeakRss,
   type SeedAccount,
   Sim,
+  type SimAccountScript,
   type SimStats,
   seedAccounts,
   sleep,
@@ -29,8 +30,8 @@ type Scenario = (sim: Sim, agentDir: string, options: Options) => Promise<unknow
 /** Points the addon at the sim and the agent directory, loads it and starts the proxy, as the
  * extension does at pi's start. */
 async function startNative(sim: Sim, agentDir: string): Promise<{ native: typeof Native; proxy: Target }> {
-  process.env.PI_DISPATCH_BACKEND_URL = sim.ready.backendBase;
-  process.env.PI_DISPATCH_AUTH_URL = sim.ready.issuer;
+  process.env.PI_DISPATCH_BACKEND_URL = sim.backendBase;
+  process.env.PI_DISPATCH_AUTH_URL = sim.issuer;
   process.env.PI_CODING_AGENT_DIR = agentDir;
   const native = createRequire(import.meta.url)(join(ROOT, "binding.cjs")) as typeof Native;
   const info = await native.startProxy();
@@ -38,11 +39,15 @@ async function startNative(sim: Sim, agentDir: string): Promise<{ native: typeof
 }
 
 function direct(sim: Sim, accountId: string): Target {
-  return { baseUrl: sim.ready.backendBase, apiKey: sim.tokens(accountId).access };
+  return { baseUrl: sim.backendBase, apiKey: sim.startingTokens(accountId).access };
 }
 
 function seed(sim: Sim, ids: string[], extra: (id: string, index: number) => Partial<SeedAccount> = () => ({})) {
-  return ids.map((accountId, index) => ({ accountId, tokens: sim.tokens(accountId), ...extra(accountId, index) }));
+  return ids.map((accountId, index) => ({
+    accountId,
+    tokens: sim.startingTokens(accountId),
+    ...extra(accountId, index),
+  }));
 }
 
 let sessionCounter = 0;
@@ -71,7 +76,7 @@ const stream: Scenario = async (sim, agentDir, options) => {
   const out: Record<string, unknown> = {};
   for (const [name, phase] of Object.entries(phases)) {
     if (phase.pairs === 0) continue;
-    for (const each of ids) await sim.setBehaviors(each, { behaviors: [], default: phase.behavior });
+    for (const each of ids) await sim.setBehaviors(each, [], phase.behavior);
     const runs = { direct: [] as number[][], proxy: [] as number[][] };
     let chars = 0;
     for (let i = 0; i < phase.warmup + phase.pairs; i++) {
@@ -88,7 +93,7 @@ const stream: Scenario = async (sim, agentDir, options) => {
   // TTFT by the size of each delta: 20 deltas of the given size, interleaved as above.
   const sizes: Record<string, number[][]> = {};
   for (const size of (options.deltaSizes as number[] | undefined) ?? []) {
-    await sim.setBehaviors(id, { behaviors: [], default: { kind: "ok", text: "y".repeat(size * 20), deltas: 20 } });
+    await sim.setBehaviors(id, [], { kind: "ok", text: "y".repeat(size * 20), deltas: 20 });
     const pairs: number[][] = [];
     for (let i = 0; i < 3 + Number(options.sizePairs); i++) {
       const a = await requestOk(straight, newSession());
@@ -110,9 +115,9 @@ const memory: Scenario = async (sim, agentDir, options) => {
   const side = String(options.side);
   const target = side === "direct" ? direct(sim, id) : proxy;
   // Warm both paths (connections, code) with a small reply first.
-  await sim.setBehaviors(id, { behaviors: [], default: { kind: "ok", text: "warm", deltas: 2 } });
+  await sim.setBehaviors(id, [], { kind: "ok", text: "warm", deltas: 2 });
   await requestOk(target, newSession());
-  await sim.setBehaviors(id, { behaviors: [], default: { kind: "big", bytes: Number(options.bytes) } });
+  await sim.setBehaviors(id, [], { kind: "big", bytes: Number(options.bytes) });
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   await sleep(50);
@@ -214,10 +219,10 @@ const rotation: Scenario = async (sim, agentDir, options) => {
   const limitedRoundTrip: number[] = [];
   for (let i = 0; i < runs + 3; i++) {
     const start = performance.now();
-    const response = await fetch(`${sim.ready.backendBase}/codex/responses`, {
+    const response = await fetch(`${sim.backendBase}/codex/responses`, {
       method: "POST",
       headers: {
-        authorization: `Bearer ${sim.tokens(limited[0]).access}`,
+        authorization: `Bearer ${sim.startingTokens(limited[0]).access}`,
         "chatgpt-account-id": limited[0],
         "content-type": "application/json",
       },
@@ -371,7 +376,9 @@ async function main(): Promise<void> {
   if (!entry) throw new Error(`unknown scenario ${name}; one of ${Object.keys(SCENARIOS).join(", ")}`);
   const options = JSON.parse(json ?? "{}") as Options;
   const { dir, cleanup } = makeDir(name ?? "worker");
-  const sim = await Sim.start(entry.script(options), dir);
+  const { accounts, ...more } = entry.script(options);
+  // The request log keeps whole bodies; the benchmarks only read the counters.
+  const sim = await Sim.start(accounts as SimAccountScript[], dir, { requestLogLimit: 16, ...more });
   try {
     const result = await entry.scenario(sim, makeAgentDir(dir), options);
     process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
