@@ -6,6 +6,7 @@
 //! - [`context`]: what the parts share, including the one HTTP client
 //! - [`store`]: the accounts file, safe across processes
 //! - [`login`]: adding accounts by browser (callback or pasted URL) or device code
+//! - [`loopback`]: what the local HTTP servers (proxy, login callback) share
 //! - [`usage`]: each account's quota windows, from the usage endpoint and reply headers
 //! - [`select`]: the policy deciding which account serves a session
 //! - [`failure`]: what an upstream failure means for the account that got it
@@ -21,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod failure;
 pub mod login;
+pub mod loopback;
 pub mod pool;
 pub mod proxy;
 pub mod select;

@@ -19,10 +19,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rand::RngExt as _;
 use reqwest::Url;
 use serde_json::{Value, json};
@@ -35,6 +34,7 @@ use crate::auth::{self, CLIENT_ID};
 use crate::config::join;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
+use crate::loopback;
 use crate::now_ms;
 use crate::store::{self, Account, AccountState, AccountsFile, Store, Tokens};
 
@@ -673,31 +673,24 @@ async fn serve_callback(
     mut phase: watch::Receiver<Phase>,
     deadline: Instant,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = ended(&mut phase) => return,
-            () = tokio::time::sleep_until(deadline) => return,
-        };
+    let stop = async move {
+        tokio::select! {
+            () = ended(&mut phase) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+    loopback::accept_until(listener, stop, |stream| {
         let answers = answers.clone();
-        tokio::spawn(async move {
+        async move {
             let service = service_fn(move |req| answer_browser(answers.clone(), req));
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(CALLBACK_HEAD_TIMEOUT)
+            let _ = loopback::http1(CALLBACK_HEAD_TIMEOUT)
                 // One request per connection, so nothing keeps the port busy after the login.
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 async fn ended(phase: &mut watch::Receiver<Phase>) {

@@ -20,10 +20,9 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rand::RngExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,6 +32,7 @@ use crate::config::is_loopback_host;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
+use crate::loopback;
 use crate::now_ms;
 use crate::pool::Change;
 use crate::select;
@@ -133,32 +133,22 @@ async fn accept_loop(
     ctx: Arc<Context>,
     mut stopped: watch::Receiver<()>,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.changed() => return,
-        };
+    let stop = async move {
+        let _ = stopped.changed().await;
+    };
+    loopback::accept_until(listener, stop, |stream| {
         let _ = stream.set_nodelay(true);
         let (gate, ctx) = (gate.clone(), ctx.clone());
-        tokio::spawn(async move {
-            // A local client that cannot send its head in time is stuck or hostile.
+        async move {
             let head_timeout = ctx.timeouts.request_head;
             let service = service_fn(move |req| serve(gate.clone(), ctx.clone(), req));
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(head_timeout)
+            let _ = loopback::http1(head_timeout)
                 .max_buf_size(MAX_REQUEST_HEAD)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Decides whether a request comes from the pi process that owns this proxy.
