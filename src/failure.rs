@@ -17,6 +17,11 @@ pub const USAGE_LIMIT_FALLBACK_MS: u64 = 15 * 60 * 1000;
 pub const THROTTLE_FALLBACK_MS: u64 = 30 * 1000;
 /// Throttling is short by nature; a longer hint is not believed.
 const THROTTLE_MAX_MS: u64 = 10 * 60 * 1000;
+/// Backend trouble is tried once more on the same account after this pause...
+pub const BACKEND_RETRY_PAUSE_MS: u64 = 250;
+/// ...or after the backend's own `Retry-After`, if no longer than this; a longer one moves the
+/// request to the next account at once.
+const BACKEND_RETRY_MAX_WAIT_MS: u64 = 2_000;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Failure {
@@ -30,11 +35,39 @@ pub enum Failure {
     Unauthorized,
     /// The refresh token is dead: only a new login helps (`auth` has marked the account).
     LoggedOut { reason: String },
-    /// The backend failed (5xx, no connection, a stream that ended before any output).
-    Backend { what: String },
+    /// The backend failed (5xx, no connection, a stream that ended before any output);
+    /// `retry_after_ms` is its `Retry-After`, if it sent one.
+    Backend {
+        what: String,
+        retry_after_ms: Option<u64>,
+    },
 }
 
 impl Failure {
+    /// Backend trouble with no word on when to come back.
+    pub fn backend(what: impl Into<String>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// How long to wait before trying the same account once more, when that is worth it: only
+    /// for backend trouble, which is often a blip, and where the session's prompt cache is warm.
+    /// Anything else says something about the account, so the request moves on.
+    pub fn retry_here_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::Backend { retry_after_ms, .. } => match retry_after_ms {
+                None => Some(BACKEND_RETRY_PAUSE_MS),
+                Some(ms) if *ms <= BACKEND_RETRY_MAX_WAIT_MS => {
+                    Some((*ms).max(BACKEND_RETRY_PAUSE_MS))
+                }
+                Some(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Reads an error status. `None`: the failure is about the request, not the account, and
     /// goes to pi unchanged.
     pub fn from_status(
@@ -62,6 +95,7 @@ impl Failure {
             }
             500..=599 => Some(Self::Backend {
                 what: format!("HTTP {}", status.as_u16()),
+                retry_after_ms: retry_after(headers),
             }),
             _ => None,
         }
@@ -84,9 +118,10 @@ impl Failure {
             Some("rate_limit_exceeded") => Self::Throttled {
                 for_ms: error["message"].as_str().and_then(try_again_in),
             },
-            other => Self::Backend {
-                what: format!("stream error {}", other.unwrap_or("without a code")),
-            },
+            other => Self::backend(format!(
+                "stream error {}",
+                other.unwrap_or("without a code")
+            )),
         })
     }
 
@@ -130,7 +165,7 @@ impl Failure {
             Self::Throttled { .. } => "throttled by the backend".into(),
             Self::Unauthorized => "token refused".into(),
             Self::LoggedOut { reason } => format!("must log in again ({reason})"),
-            Self::Backend { what } => format!("backend trouble ({what})"),
+            Self::Backend { what, .. } => format!("backend trouble ({what})"),
         }
     }
 }
@@ -235,6 +270,39 @@ mod tests {
     }
 
     #[test]
+    fn only_backend_trouble_is_tried_again_on_the_same_account() {
+        let with_retry_after = |seconds: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, seconds.parse().unwrap());
+            Failure::from_status(StatusCode::SERVICE_UNAVAILABLE, &headers, b"", NOW).unwrap()
+        };
+        let plain = Failure::from_status(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"", NOW);
+        assert_eq!(
+            plain.unwrap().retry_here_after_ms(),
+            Some(BACKEND_RETRY_PAUSE_MS)
+        );
+        assert_eq!(with_retry_after("1").retry_here_after_ms(), Some(1000));
+        assert_eq!(
+            with_retry_after("0").retry_here_after_ms(),
+            Some(BACKEND_RETRY_PAUSE_MS)
+        );
+        assert_eq!(with_retry_after("3").retry_here_after_ms(), None);
+        let in_stream = Failure::from_event(&json!({"type": "error", "code": "server_error"}), NOW);
+        assert_eq!(
+            in_stream.unwrap().retry_here_after_ms(),
+            Some(BACKEND_RETRY_PAUSE_MS)
+        );
+        for other in [
+            Failure::UsageLimit { until_ms: None },
+            Failure::Throttled { for_ms: Some(100) },
+            Failure::NotIncluded,
+            Failure::Unauthorized,
+        ] {
+            assert_eq!(other.retry_here_after_ms(), None, "{other:?}");
+        }
+    }
+
+    #[test]
     fn retry_after_wins_over_the_message() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "12".parse().unwrap());
@@ -306,9 +374,6 @@ mod tests {
             Failure::NotIncluded.account_state(None, NOW),
             Some(AccountState::Disabled { .. })
         ));
-        assert_eq!(
-            Failure::Backend { what: "x".into() }.account_state(None, NOW),
-            None
-        );
+        assert_eq!(Failure::backend("x").account_state(None, NOW), None);
     }
 }

@@ -363,6 +363,8 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
 type Failed = (Failure, Option<Observation>);
 
 /// One account's try: a reply that may go to pi, or a failure that moves the request on.
+/// Backend trouble gets one more exchange with the same account first (see
+/// [`Failure::retry_here_after_ms`]); pi going away during the pause cancels it like any wait.
 async fn attempt(
     ctx: &Arc<Context>,
     pi_headers: &HeaderMap,
@@ -372,15 +374,35 @@ async fn attempt(
     let token = auth::access_token(ctx, account)
         .await
         .map_err(token_failure)?;
-    let mut upstream = send_upstream(ctx, pi_headers, account, &token, body.clone()).await?;
+    match exchange(ctx, pi_headers, account, &token, body).await {
+        Err((failure, seen)) => match failure.retry_here_after_ms() {
+            Some(pause) => {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                exchange(ctx, pi_headers, account, &token, body).await
+            }
+            None => Err((failure, seen)),
+        },
+        served => served,
+    }
+}
+
+/// One request to the backend with `token`, and one more with a refreshed token if that is
+/// refused; the reply read far enough to know whether it may go to pi.
+async fn exchange(
+    ctx: &Arc<Context>,
+    pi_headers: &HeaderMap,
+    account: &Account,
+    token: &str,
+    body: &Bytes,
+) -> Result<Response<ProxyBody>, Failed> {
+    let mut upstream = send_upstream(ctx, pi_headers, account, token, body.clone()).await?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         // Expired or revoked early: one refresh, one retry.
-        let token = auth::replace_rejected(ctx, account, &token)
+        let token = auth::replace_rejected(ctx, account, token)
             .await
             .map_err(token_failure)?;
         upstream = send_upstream(ctx, pi_headers, account, &token, body.clone()).await?;
     }
-
     let seen = usage::from_headers(upstream.headers(), now_ms());
     if let Some(seen) = &seen {
         ctx.pool
@@ -427,16 +449,12 @@ async fn hold_back(upstream: reqwest::Response) -> Result<ProxyBody, Failure> {
         let chunk = match stream.next().await {
             Some(Ok(chunk)) => chunk,
             Some(Err(_)) | None => {
-                return Err(Failure::Backend {
-                    what: "the reply ended before any output".into(),
-                });
+                return Err(Failure::backend("the reply ended before any output"));
             }
         };
-        reader
-            .push(&chunk)
-            .map_err(|EventTooLarge| Failure::Backend {
-                what: format!("an event over {} MiB", MAX_EVENT_BYTES >> 20),
-            })?;
+        reader.push(&chunk).map_err(|EventTooLarge| {
+            Failure::backend(format!("an event over {} MiB", MAX_EVENT_BYTES >> 20))
+        })?;
         while let Some(peek) = reader.next_event(now_ms()) {
             match peek {
                 Peek::Opening => {}
@@ -482,8 +500,10 @@ async fn send_upstream(
     body: Bytes,
 ) -> Result<reqwest::Response, Failed> {
     let client = ctx.http.client().map_err(|e| {
-        let what = format!("no HTTP client: {}", e.chain());
-        (Failure::Backend { what }, None)
+        (
+            Failure::backend(format!("no HTTP client: {}", e.chain())),
+            None,
+        )
     })?;
     let mut upstream = client.post(ctx.endpoints.responses_url());
     for (name, value) in pi_headers {
@@ -499,16 +519,16 @@ async fn send_upstream(
         .await
         .map_err(|e| {
             let what = format!("cannot reach it: {}", crate::error::chain(&e));
-            (Failure::Backend { what }, None)
+            (Failure::backend(what), None)
         })
 }
 
 fn token_failure(error: TokenError) -> Failed {
     let failure = match error {
         TokenError::NeedsLogin(reason) => Failure::LoggedOut { reason },
-        TokenError::Transient(e) => Failure::Backend {
-            what: format!("token refresh failed: {}", e.chain()),
-        },
+        TokenError::Transient(e) => {
+            Failure::backend(format!("token refresh failed: {}", e.chain()))
+        }
     };
     (failure, None)
 }

@@ -129,18 +129,49 @@ async fn a_plan_without_codex_makes_the_account_unusable() {
 }
 
 #[tokio::test]
-async fn backend_errors_move_on_without_benching() {
-    for behavior in [
-        Behavior::server_error(500),
-        Behavior::ServerError {
-            status: 503,
-            retry_after_seconds: Some(3),
-        },
+async fn backend_errors_are_tried_once_more_then_move_on_without_benching() {
+    // (behaviour, requests acct-a gets): a Retry-After over 2 s moves on at once.
+    for (behavior, tries) in [
+        (Behavior::server_error(500), 2),
+        (
+            Behavior::ServerError {
+                status: 503,
+                retry_after_seconds: Some(3),
+            },
+            1,
+        ),
+        (
+            Behavior::ServerError {
+                status: 503,
+                retry_after_seconds: Some(1),
+            },
+            2,
+        ),
     ] {
-        let rig = rig(first_fails(behavior)).await;
+        let rig = rig(first_fails(behavior.clone())).await;
         assert!(answer(&rig).await.contains("hello from acct-b"));
         assert_eq!(stored(&rig, "acct-a").await.state, AccountState::Usable);
+        let stats = rig.sim.stats();
+        assert_eq!(stats.account("acct-a").responses, tries, "{behavior:?}");
+        assert_eq!(stats.account("acct-b").responses, 1, "{behavior:?}");
     }
+}
+
+#[tokio::test]
+async fn a_backend_blip_is_absorbed_by_the_same_account() {
+    // One 502, then the same account answers: no rotation, no notice, the session stays put.
+    let mut script = Script::default_accounts(2);
+    script.accounts[0].behaviors = vec![Behavior::server_error(502)];
+    let rig = rig(script).await;
+    assert!(answer(&rig).await.contains("hello from acct-a"));
+    let stats = rig.sim.stats();
+    assert_eq!(stats.account("acct-a").responses, 2);
+    assert_eq!(stats.account("acct-b").responses, 0);
+    assert!(rig.ctx.pool.take_notices("session-123").is_empty());
+    assert_eq!(
+        rig.ctx.pool.seat("session-123").unwrap().account_id,
+        "local-0"
+    );
 }
 
 #[tokio::test]
