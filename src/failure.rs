@@ -18,7 +18,7 @@ pub const THROTTLE_FALLBACK_MS: u64 = 30 * 1000;
 /// Throttling is short by nature; a longer hint is not believed.
 const THROTTLE_MAX_MS: u64 = 10 * 60 * 1000;
 /// Backend trouble is tried once more on the same account after this pause...
-pub const BACKEND_RETRY_PAUSE_MS: u64 = 250;
+const BACKEND_RETRY_PAUSE_MS: u64 = 250;
 /// ...or after the backend's own `Retry-After`, if no longer than this; a longer one moves the
 /// request to the next account at once.
 const BACKEND_RETRY_MAX_WAIT_MS: u64 = 2_000;
