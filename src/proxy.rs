@@ -371,14 +371,14 @@ async fn attempt(
     account: &Account,
     body: &Bytes,
 ) -> Result<Response<ProxyBody>, Failed> {
-    let token = auth::access_token(ctx, account)
+    let mut token = auth::access_token(ctx, account)
         .await
         .map_err(token_failure)?;
-    match exchange(ctx, pi_headers, account, &token, body).await {
+    match exchange(ctx, pi_headers, account, &mut token, body).await {
         Err((failure, seen)) => match failure.retry_here_after_ms() {
             Some(pause) => {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
-                exchange(ctx, pi_headers, account, &token, body).await
+                exchange(ctx, pi_headers, account, &mut token, body).await
             }
             None => Err((failure, seen)),
         },
@@ -386,22 +386,23 @@ async fn attempt(
     }
 }
 
-/// One request to the backend with `token`, and one more with a refreshed token if that is
-/// refused; the reply read far enough to know whether it may go to pi.
+/// One request to the backend with `token`, and one more with a refreshed token (which then
+/// replaces `token`) if that is refused; the reply read far enough to know whether it may go
+/// to pi.
 async fn exchange(
     ctx: &Arc<Context>,
     pi_headers: &HeaderMap,
     account: &Account,
-    token: &str,
+    token: &mut String,
     body: &Bytes,
 ) -> Result<Response<ProxyBody>, Failed> {
     let mut upstream = send_upstream(ctx, pi_headers, account, token, body.clone()).await?;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         // Expired or revoked early: one refresh, one retry.
-        let token = auth::replace_rejected(ctx, account, token)
+        *token = auth::replace_rejected(ctx, account, token)
             .await
             .map_err(token_failure)?;
-        upstream = send_upstream(ctx, pi_headers, account, &token, body.clone()).await?;
+        upstream = send_upstream(ctx, pi_headers, account, token, body.clone()).await?;
     }
     let seen = usage::from_headers(upstream.headers(), now_ms());
     if let Some(seen) = &seen {

@@ -175,6 +175,30 @@ async fn a_backend_blip_is_absorbed_by_the_same_account() {
 }
 
 #[tokio::test]
+async fn a_blip_after_a_token_refresh_is_retried_with_the_new_token() {
+    let mut script = Script::default_accounts(2);
+    script.accounts[0].behaviors = vec![Behavior::Unauthorized, Behavior::server_error(502)];
+    let rig = rig(script).await;
+    assert!(answer(&rig).await.contains("hello from acct-a"));
+    let stats = rig.sim.stats();
+    let a = stats.account("acct-a");
+    assert_eq!(a.token_refresh, 1);
+    // 401, then 502 with the refreshed token, then the answer with it: no third token use of
+    // the refused one.
+    assert_eq!(a.responses, 3);
+    let tokens: Vec<_> = rig
+        .sim
+        .requests()
+        .iter()
+        .map(|r| r.headers.get("authorization").cloned())
+        .collect();
+    // Compared, never printed: they are tokens.
+    assert_eq!(tokens.len(), 3);
+    assert!(tokens[0] != tokens[1], "the refresh gave a new token");
+    assert!(tokens[1] == tokens[2], "the retry used the refused token");
+}
+
+#[tokio::test]
 async fn a_token_refused_twice_moves_on_after_exactly_one_refresh() {
     let rig = rig(first_fails(Behavior::Unauthorized)).await;
     assert!(answer(&rig).await.contains("hello from acct-b"));
