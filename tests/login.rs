@@ -108,11 +108,17 @@ fn assert_saved_current_tokens(rig: &Rig, label: &str, account_id: &str) {
     let account = file.by_label(label).expect("the account is saved");
     let current = rig.sim.tokens(account_id).unwrap();
     assert_eq!(account.chatgpt_account_id, account_id);
-    assert_eq!(account.tokens.access_token, current.access);
-    assert_eq!(account.tokens.refresh_token, current.refresh);
-    assert_eq!(
-        account.tokens.id_token.as_deref(),
-        Some(current.id_token.as_str())
+    assert!(
+        account.tokens.access_token == current.access,
+        "the stored access token is the one the login got"
+    );
+    assert!(
+        account.tokens.refresh_token == current.refresh,
+        "the stored refresh token is the one the login got"
+    );
+    assert!(
+        account.tokens.id_token.as_deref() == Some(current.id_token.as_str()),
+        "the stored id token is the one the login got"
     );
     assert_eq!(account.state, AccountState::Usable);
 }
@@ -495,7 +501,10 @@ async fn logging_in_again_updates_the_tokens_and_keeps_id_label_and_history() {
     assert_eq!(again.label, "work");
     assert_eq!(again.added_at_ms, first.added_at_ms);
     assert_eq!(again.usage, Some(usage));
-    assert_ne!(again.tokens.refresh_token, first.tokens.refresh_token);
+    assert!(
+        again.tokens.refresh_token != first.tokens.refresh_token,
+        "a re-login stores a new refresh token"
+    );
     assert_saved_current_tokens(&rig, "work", "acct-a");
 }
 

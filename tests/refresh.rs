@@ -47,7 +47,10 @@ async fn an_expiring_token_is_refreshed_and_saved_before_the_request() {
     assert_eq!(refreshes(&rig), 1);
     let current = rig.sim.tokens("acct-a").unwrap();
     let account = stored(&rig);
-    assert_eq!(account.tokens.access_token, current.access);
+    assert!(
+        account.tokens.access_token == current.access,
+        "the stored access token is the refreshed one"
+    );
     assert_eq!(
         account.tokens.refresh_token, current.refresh,
         "the rotated refresh token is kept"
@@ -217,7 +220,10 @@ async fn a_refresh_finishes_and_is_saved_even_if_the_caller_gives_up() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(stored(&rig).tokens.access_token, sim_tokens.access);
+    assert!(
+        stored(&rig).tokens.access_token == sim_tokens.access,
+        "the stored access token is the simulator's current one"
+    );
 }
 
 const WORKER_ENV: &str = "PI_DISPATCH_TEST_REFRESH_WORKER";
@@ -273,7 +279,10 @@ async fn processes_refreshing_at_once_make_one_token_call() {
         );
     }
     let account = stored(&rig);
-    assert_eq!(account.tokens.refresh_token, current.refresh);
+    assert!(
+        account.tokens.refresh_token == current.refresh,
+        "the stored refresh token is the simulator's current one"
+    );
     assert_eq!(account.state, AccountState::Usable);
     assert_eq!(file_mode(rig.store.path()), 0o600);
 }
