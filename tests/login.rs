@@ -163,9 +163,10 @@ async fn the_browser_callback_logs_in_answers_the_page_and_closes_the_listener()
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("hello from acct-a"));
     let seen = &rig.sim.requests()[0];
-    assert_eq!(
-        seen.header("authorization"),
-        Some(format!("Bearer {}", rig.sim.tokens("acct-a").unwrap().access).as_str())
+    assert!(
+        seen.header("authorization")
+            == Some(format!("Bearer {}", rig.sim.tokens("acct-a").unwrap().access).as_str()),
+        "the new account's token was sent"
     );
 }
 
