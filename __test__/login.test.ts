@@ -108,15 +108,18 @@ for (const generation of GENERATIONS) {
         const [account] = storedAccounts(home.agentDir);
         assert.equal(account.label, "work");
         assert.equal(account.chatgptAccountId, "acct-login");
-        assert.equal(account.tokens.accessToken, issued.access);
-        assert.equal(account.tokens.refreshToken, issued.refresh);
+        assert.ok(account.tokens.accessToken === issued.access, "the stored access token is the issued one");
+        assert.ok(account.tokens.refreshToken === issued.refresh, "the stored refresh token is the issued one");
 
         const events = await pi.prompt("Say hello");
         assert.match(JSON.stringify(events), /Hello from the new account/);
         const served = (await sim.stats()).requests.filter((r) => r.path?.endsWith("/codex/responses"));
         assert.equal(served.length, 1);
         assert.equal(served[0].accountId, "acct-login");
-        assert.equal(served[0].headers.authorization, `Bearer ${issued.access}`);
+        assert.ok(
+          served[0].headers.authorization === `Bearer ${issued.access}`,
+          "the prompt went out with the issued token",
+        );
       } finally {
         await pi.stop();
       }
@@ -172,7 +175,10 @@ for (const generation of GENERATIONS) {
       assert.match(output, /added "acct-device@example\.com"/);
       const [account] = storedAccounts(home.agentDir);
       assert.equal(account.chatgptAccountId, "acct-device");
-      assert.equal(account.tokens.accessToken, (await sim.tokens())["acct-device"].access);
+      assert.ok(
+        account.tokens.accessToken === (await sim.tokens())["acct-device"].access,
+        "the stored access token is the device login's",
+      );
     });
 
     test("print mode: with the callback port taken, the browser login stops at once and says why", async () => {
