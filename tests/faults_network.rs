@@ -34,17 +34,21 @@ async fn failure_text(rig: &Rig) -> (u16, String) {
     )
 }
 
-#[tokio::test]
-async fn a_hanging_token_endpoint_is_cut_off_at_the_timeout_and_the_account_kept() {
+/// One account whose access token expired a second ago; the token endpoint answers `token`.
+async fn rig_needing_refresh(token: TokenBehavior) -> Rig {
     let rig = rig_timed(
         one_account(Behavior::ok("never")),
         Some(now_ms() - 1_000),
         SHORT,
     )
     .await;
-    rig.sim
-        .set_token_behaviors("acct-a", vec![TokenBehavior::Hang])
-        .unwrap();
+    rig.sim.set_token_behaviors("acct-a", vec![token]).unwrap();
+    rig
+}
+
+#[tokio::test]
+async fn a_hanging_token_endpoint_is_cut_off_at_the_timeout_and_the_account_kept() {
+    let rig = rig_needing_refresh(TokenBehavior::Hang).await;
     let started = Instant::now();
     let (status, body) = failure_text(&rig).await;
     assert!(
@@ -66,15 +70,7 @@ async fn a_hanging_token_endpoint_is_cut_off_at_the_timeout_and_the_account_kept
 /// once instead of being sent with a dead token.
 #[tokio::test]
 async fn a_bare_401_from_the_token_endpoint_asks_for_a_new_login_and_keeps_the_account() {
-    let rig = rig_timed(
-        one_account(Behavior::ok("never")),
-        Some(now_ms() - 1_000),
-        SHORT,
-    )
-    .await;
-    rig.sim
-        .set_token_behaviors("acct-a", vec![TokenBehavior::ServerError { status: 401 }])
-        .unwrap();
+    let rig = rig_needing_refresh(TokenBehavior::ServerError { status: 401 }).await;
     let (status, body) = failure_text(&rig).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("response.failed"), "{body}");
