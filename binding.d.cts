@@ -11,8 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** A login in progress: what to show the user, a place for a pasted redirect, and its end. */
 export declare class LoginFlow {
-  /** `browser` or `device`. */
-  get kind(): string
+  get method(): LoginMethod
   /** Where the user goes: the sign-in page, or the page that takes the device code. */
   get url(): string
   /** The code to enter on the device page. */
@@ -20,28 +19,29 @@ export declare class LoginFlow {
   /** Why the browser cannot hand the answer back by itself, leaving the paste path. */
   get notice(): string | null
   /**
-   * Hands in the redirect URL the user pasted. Throws `[paste] ...` for text that is not
-   * one; the login goes on and takes another paste.
+   * Hands in the redirect URL the user pasted. Text that is not one gives a problem of kind
+   * `paste`, and the login goes on and takes another paste.
    */
-  submitPaste(text: string): void
+  submitPaste(text: string): Problem | null
   /**
-   * Resolves when the account is saved; rejects with `[login]`, `[login_cancelled]`,
-   * `[login_timed_out]` or `[label]` and the reason, leaving the pool unchanged.
+   * Ends when the account is saved, or with the problem (`login`, `loginCancelled`,
+   * `loginTimedOut`, `label`) that left the pool unchanged.
    */
-  wait(): Promise<LoginResult>
+  wait(): Promise<Done | Problem>
   cancel(): void
 }
 
 /** The labels of the pool's accounts, for argument completion. */
-export declare function accountLabels(): Array<string>
+export declare function accountLabels(): Array<string> | Problem
+
+export type AccountState = 'ready' | 'benched' | 'spent' | 'needsLogin' | 'disabled'
 
 export interface AccountView {
   id: string
   label: string
   email?: string
   plan?: string
-  /** `ready`, `benched`, `spent` (a window at 100%), `needsLogin` or `disabled`. */
-  state: string
+  state: AccountState
   /** Why it cannot serve, for every state but `ready`. */
   reason?: string
   /** When a benched or spent account comes back, unix milliseconds. */
@@ -53,50 +53,53 @@ export interface AccountView {
   fiveHour?: WindowView
   weekly?: WindowView
   otherWindows: Array<WindowView>
-  /** When the usage shown was observed; absent if never. */
-  usageObservedAtMs?: number
   /** The usage shown is older than the freshness period. */
   stale: boolean
-  /** Why the last usage fetch for it failed, when one was just tried. */
-  fetchError?: string
+  /** Its windows in one line, for a choice dialog. */
+  summary: string
 }
+
+export type ChoiceReason = 'pinned' | 'kept' | 'untouched' | 'soonestWeeklyReset' | 'any'
 
 export interface ChoiceView {
   label: string
-  /** `pinned`, `kept`, `untouched`, `soonestWeeklyReset` or `any`. */
-  reason: string
-  resetsAtMs?: number
-  /** For `any`: how many accounts it was picked among. */
-  among?: number
+  reason: ChoiceReason
   /** No request of the session has used it yet: this is who would serve next. */
   preview: boolean
 }
 
-export interface LoginResult {
+/** A sentence for the user, and the account it concerns. */
+export interface Done {
   label: string
-  email?: string
-  plan?: string
-  /** False when the account was in the pool already and only got new tokens. */
-  added: boolean
-  /** The label asked for, when the account already had another one (which it keeps). */
-  ignoredLabel?: string
+  message: string
 }
 
+export type LoginMethod = 'browser' | 'device'
+
+export type NoticeKind = 'rotation'
+
 export interface NoticeView {
-  fromLabel: string
-  toLabel: string
-  why: string
-  backAtMs?: number
-  pinCleared: boolean
+  kind: NoticeKind
+  message: string
 }
 
 export interface PoolView {
   path: string
   accounts: Array<AccountView>
   active?: ChoiceView
-  /** The last write of learned changes to the accounts file failed. */
-  writeError?: string
+  /** The whole `/dispatch-status` report. */
+  report: string
+  /** The footer line for the asking session. */
+  footer: string
 }
+
+/** What went wrong, for a program (`kind`) and for the user (`message`, the whole cause chain). */
+export interface Problem {
+  kind: ProblemKind
+  message: string
+}
+
+export type ProblemKind = 'config' | 'storeUnreadable' | 'storeTooNew' | 'storeIo' | 'storeUnsafe' | 'proxy' | 'auth' | 'usage' | 'login' | 'loginCancelled' | 'loginTimedOut' | 'paste' | 'label' | 'unavailable'
 
 export interface ProxyInfo {
   /** Base URL for pi's Codex client. */
@@ -109,40 +112,91 @@ export interface ProxyInfo {
  * Fetches usage for accounts whose view is older than the freshness period, concurrently.
  * Returns how many accounts were fetched; failures show up as stale rows in the status.
  */
-export declare function refreshUsage(): Promise<number>
+export declare function refreshUsage(): Promise<number | Problem>
 
-/** Removes an account and its tokens; throws `[label] ...` for an unknown label. */
-export declare function removeAccount(label: string): void
+/** Removes an account and its tokens; an unknown label is a problem of kind `label`. */
+export declare function removeAccount(label: string): string | Problem
 
-/** Gives an account a new label; throws `[label] ...` for an unknown or taken label. */
-export declare function renameAccount(label: string, newLabel: string): void
+/** Gives an account a new label; an unknown or taken label is a problem of kind `label`. */
+export declare function renameAccount(label: string, newLabel: string): string | Problem
 
 /**
  * Starts a browser login: listens for the callback (port 1455 unless
  * `PI_DISPATCH_CALLBACK_PORT` says otherwise) and builds the sign-in URL.
  */
-export declare function startBrowserLogin(label?: string | undefined | null): Promise<LoginFlow>
+export declare function startBrowserLogin(label?: string | undefined | null): Promise<LoginFlow | Problem>
 
 /** Starts a device-code login: asks the issuer for a user code. */
-export declare function startDeviceLogin(label?: string | undefined | null): Promise<LoginFlow>
+export declare function startDeviceLogin(label?: string | undefined | null): Promise<LoginFlow | Problem>
 
 /** Starts the loopback proxy (once per process). Binds a local port; makes no network call. */
-export declare function startProxy(): Promise<ProxyInfo>
+export declare function startProxy(): Promise<ProxyInfo | Problem>
 
 /**
  * The pool as the status command and the footer show it; never includes tokens. With
  * `refresh`, usage older than the freshness period is fetched first (concurrently).
  */
-export declare function status(sessionId: string | undefined | null, refresh: boolean): Promise<PoolView>
+export declare function status(sessionId: string | undefined | null, refresh: boolean): Promise<PoolView | Problem>
 
-/** The rotation notices owed to a session; each is returned once. */
+/** The notices owed to a session; each is returned once. */
 export declare function takeNotices(sessionId: string): Array<NoticeView>
 
 /**
- * Pins an account, by label, for a session until a rotation moves it off. Refuses an
- * account that cannot serve now, saying why.
+ * Every sentence the extension shows around its commands; templates name their blanks in
+ * braces.
  */
-export declare function useAccount(sessionId: string, label: string): Promise<AccountView>
+export declare function uiText(): UiText
+
+/** The sentences of the extension's dialogs and command lines (see `domain::text::Ui`). */
+export interface UiText {
+  describeStatus: string
+  describeUse: string
+  describeLogin: string
+  describeRemove: string
+  describeRename: string
+  describeBroken: string
+  failed: string
+  cannotStart: string
+  refreshingUsage: string
+  useUsage: string
+  useTitle: string
+  loginUsage: string
+  loginMethodTitle: string
+  loginMethodBrowser: string
+  loginMethodDevice: string
+  loginCancelled: string
+  browserOpened: string
+  browserOpenYourself: string
+  browserNote: string
+  browserNoPaste: string
+  browserWaiting: string
+  pasteTitle: string
+  pasteAgainTitle: string
+  pastePlaceholder: string
+  deviceInstructions: string
+  deviceWaiting: string
+  deviceWaitingTitle: string
+  deviceCancel: string
+  removeUsage: string
+  removeUsageLine: string
+  removeTitle: string
+  removeQuestion: string
+  removeDetail: string
+  removeKept: string
+  renameUsage: string
+  renameUsageLine: string
+  renameTitle: string
+  renameQuestion: string
+  renameKept: string
+  noAccounts: string
+  chooseUsage: string
+}
+
+/**
+ * Pins an account, by label, for a session until a rotation moves it off. An account that
+ * cannot serve now is refused (kind `unavailable`), an unknown label too (kind `label`).
+ */
+export declare function useAccount(sessionId: string, label: string): Promise<Done | Problem>
 
 export interface WindowView {
   usedPercent: number

@@ -12,25 +12,41 @@ const PROVIDER = "dispatch";
 const SOURCE_PROVIDER = "openai-codex";
 const CODEX_API = "openai-codex-responses";
 
+/** What every command needs: the native core and the sentences it shows. */
+interface Core {
+  native: typeof Native;
+  text: Native.UiText;
+}
+
 export default async function piDispatch(pi: ExtensionAPI): Promise<void> {
   // A throw here would make pi exit, so every failure becomes an explanatory command instead.
   let native: typeof Native;
   try {
     native = createRequire(import.meta.url)("./binding.cjs");
   } catch (error) {
-    registerBroken(pi, missingBinaryMessage(error));
+    registerBroken(pi, BROKEN_DESCRIPTION, missingBinaryMessage(error));
     return;
   }
-  try {
-    const proxy = await native.startProxy();
-    registerProvider(pi, proxy);
-  } catch (error) {
-    registerBroken(pi, `pi-dispatch could not start: ${describe(error)}`);
+  const core: Core = { native, text: native.uiText() };
+  const proxy = await native.startProxy();
+  if (isProblem(proxy)) {
+    registerBroken(pi, core.text.describeBroken, fill(core.text.cannotStart, { message: proxy.message }));
     return;
   }
-  registerPoolCommands(pi, native);
-  registerSessionUpkeep(pi, native);
-  registerLoginCommands(pi, native);
+  registerProvider(pi, proxy);
+  registerPoolCommands(pi, core);
+  registerSessionUpkeep(pi, core);
+  registerLoginCommands(pi, core);
+}
+
+/** Whether the core answered with a problem instead of a result. */
+function isProblem(value: unknown): value is Native.Problem {
+  return typeof value === "object" && value !== null && "kind" in value && "message" in value;
+}
+
+/** Fills a template's `{name}` blanks. */
+function fill(template: string, values: Record<string, string>): string {
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) => values[name] ?? whole);
 }
 
 /** The `dispatch` provider: pi's own Codex models and client, pointed at the native proxy. */
@@ -77,54 +93,50 @@ export function mirrorModel(model: Record<string, unknown>): Record<string, unkn
 }
 
 /** `/dispatch-status` and `/dispatch-use`: the pool, and a per-session pin. */
-function registerPoolCommands(pi: ExtensionAPI, native: typeof Native): void {
+function registerPoolCommands(pi: ExtensionAPI, core: Core): void {
+  const { native, text } = core;
   pi.registerCommand("dispatch-status", {
-    description: "Show every pooled account: usage windows, resets, and which serves this session",
+    description: text.describeStatus,
     handler: async (_args, ctx) => {
-      try {
-        const sessionId = ctx.sessionManager.getSessionId();
-        show(ctx, "pi-dispatch: refreshing usage…", "info");
-        const pool = await native.status(sessionId, true);
-        show(ctx, formatStatus(pool, Date.now()), "info");
-        updateFooter(ctx, native);
-      } catch (error) {
-        show(ctx, `pi-dispatch: ${describe(error)}`, "error");
-      }
+      show(ctx, text.refreshingUsage, "info");
+      const pool = await native.status(ctx.sessionManager.getSessionId(), true);
+      if (isProblem(pool)) return failed(ctx, core, pool);
+      show(ctx, pool.report, "info");
+      updateFooter(ctx, native);
     },
   });
 
   pi.registerCommand("dispatch-use", {
-    description: "Pin an account for this session (until a rotation moves it off)",
+    description: text.describeUse,
     getArgumentCompletions: (prefix) => labelCompletions(native, prefix),
     handler: async (args, ctx) => {
-      try {
-        const sessionId = ctx.sessionManager.getSessionId();
-        let label = args.trim();
-        if (label === "") {
-          const pool = await native.status(sessionId, false);
-          const ready = pool.accounts.filter((account) => account.state === "ready");
-          if (!ctx.hasUI) {
-            show(ctx, `Usage: /dispatch-use <label>. Ready: ${ready.map((a) => a.label).join(", ") || "none"}`, "info");
-            return;
-          }
-          const options = ready.map((account) => `${account.label}  ${summarizeWindows(account, Date.now())}`);
-          const picked = await ctx.ui.select("Pin which account for this session?", options);
-          if (picked === undefined) return;
-          label = ready[options.indexOf(picked)]?.label ?? "";
-          if (label === "") return;
+      const sessionId = ctx.sessionManager.getSessionId();
+      let label = args.trim();
+      if (label === "") {
+        const pool = await native.status(sessionId, false);
+        if (isProblem(pool)) return failed(ctx, core, pool);
+        const ready = pool.accounts.filter((account) => account.state === "ready");
+        if (!ctx.hasUI) {
+          show(ctx, fill(text.useUsage, { labels: ready.map((a) => a.label).join(", ") || "none" }), "info");
+          return;
         }
-        const account = await native.useAccount(sessionId, label);
-        show(ctx, `pi-dispatch: this session now uses ${account.label} (pinned until a rotation moves it off)`, "info");
-        updateFooter(ctx, native);
-      } catch (error) {
-        show(ctx, `pi-dispatch: ${describe(error)}`, "error");
+        const options = ready.map((account) => `${account.label}  ${account.summary}`);
+        const picked = await ctx.ui.select(text.useTitle, options);
+        if (picked === undefined) return;
+        label = ready[options.indexOf(picked)]?.label ?? "";
+        if (label === "") return;
       }
+      const pinned = await native.useAccount(sessionId, label);
+      if (isProblem(pinned)) return failed(ctx, core, pinned);
+      show(ctx, pinned.message, "info");
+      updateFooter(ctx, native);
     },
   });
 }
 
 /** Usage is fetched in the background at start; the footer and rotation notices follow each reply. */
-function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
+function registerSessionUpkeep(pi: ExtensionAPI, core: Core): void {
+  const { native } = core;
   pi.on("session_start", async (_event, ctx) => {
     // Print and JSON mode (no UI) have no footer to show it in, and a pending fetch would keep a
     // one-shot `pi -p` from exiting until it answered; replies still bring usage in their headers.
@@ -139,7 +151,7 @@ function registerSessionUpkeep(pi: ExtensionAPI, native: typeof Native): void {
   pi.on("after_provider_response", async (_event, ctx) => {
     if (ctx.model?.provider !== PROVIDER) return;
     for (const notice of native.takeNotices(ctx.sessionManager.getSessionId())) {
-      show(ctx, formatNotice(notice, Date.now()), "warning");
+      show(ctx, notice.message, "warning");
     }
     updateFooter(ctx, native);
   });
@@ -157,8 +169,7 @@ function updateFooter(ctx: ExtensionContext, native: typeof Native): void {
     native.status(ctx.sessionManager.getSessionId(), false).then(
       (pool) =>
         unlessRetired(() => {
-          const active = pool.accounts.find((account) => account.active);
-          ctx.ui.setStatus(PROVIDER, active ? `⇄ ${active.label} · ${leftText(active)}` : "⇄ no usable account");
+          if (!isProblem(pool)) ctx.ui.setStatus(PROVIDER, pool.footer);
         }),
       () => {},
     );
@@ -177,131 +188,30 @@ function unlessRetired(update: () => void): void {
   }
 }
 
-function leftText(account: Native.AccountView): string {
-  const left = (window: Native.WindowView | undefined) =>
-    window ? `${Math.max(0, Math.round(100 - window.usedPercent))}%` : "?";
-  return `5h ${left(account.fiveHour)} left · week ${left(account.weekly)} left`;
-}
-
-export function formatNotice(notice: Native.NoticeView, now: number): string {
-  const back = notice.backAtMs === undefined ? "" : ` (back ${when(notice.backAtMs, now)})`;
-  const pin = notice.pinCleared ? "; your /dispatch-use pin is cleared" : "";
-  return `pi-dispatch: ${notice.fromLabel}: ${notice.why}${back}; now using ${notice.toLabel}${pin}`;
-}
-
-const REASONS: Record<string, string> = {
-  pinned: "pinned with /dispatch-use",
-  kept: "this session already uses it (keeps the prompt cache warm)",
-  untouched: "untouched: every window at 0%, so using it starts its clocks now",
-  soonestWeeklyReset: "its weekly window resets soonest, so what it has left is lost first",
-  any: "no account is untouched or has a known weekly reset; picked at random",
-};
-
-export function formatStatus(pool: Native.PoolView, now: number): string {
-  if (pool.accounts.length === 0) {
-    return `pi-dispatch: no accounts yet (${pool.path}). Add one with /dispatch-login.`;
-  }
-  const rows = pool.accounts.map((account) => {
-    const tags: string[] = [];
-    if (account.active) tags.push(account.pinned ? "active, pinned" : "active");
-    if (account.state === "benched" || account.state === "spent") {
-      tags.push(`${account.reason}, back ${account.backAtMs === undefined ? "later" : when(account.backAtMs, now)}`);
-    }
-    if (account.state === "needsLogin") tags.push(`needs login: /dispatch-login ${account.label}`);
-    if (account.state === "disabled") tags.push(`unusable: ${account.reason}`);
-    if (account.untouched && account.state === "ready") tags.push("untouched");
-    const plan = account.plan ? ` (${account.plan})` : "";
-    const windows = summarizeWindows(account, now);
-    const stale = account.stale ? `  [stale: ${staleness(account, now)}]` : "";
-    const marker = account.active ? "▸" : " ";
-    return [
-      `${marker} ${account.label}${plan}${tags.length > 0 ? `  [${tags.join("; ")}]` : ""}`,
-      `    ${windows}${stale}`,
-    ];
-  });
-  const lines = [`pi-dispatch: ${pool.accounts.length} account(s) in ${pool.path}`, ...rows.flat()];
-  if (pool.active) {
-    const reason =
-      pool.active.reason === "soonestWeeklyReset" && pool.active.resetsAtMs !== undefined
-        ? `${REASONS.soonestWeeklyReset} (${when(pool.active.resetsAtMs, now)})`
-        : (REASONS[pool.active.reason] ?? pool.active.reason);
-    const lead = pool.active.preview ? "Next request goes to" : "This session uses";
-    lines.push(`${lead} ${pool.active.label}: ${reason}.`);
-  } else {
-    lines.push("No account can serve now.");
-  }
-  if (pool.writeError) lines.push(`Warning: could not save what was learned: ${pool.writeError}`);
-  return lines.join("\n");
-}
-
-function summarizeWindows(account: Native.AccountView, now: number): string {
-  const window = (name: string, w: Native.WindowView | undefined) => {
-    if (!w) return `${name} —`;
-    const reset = w.resetsAtMs === undefined ? "" : ` (resets ${when(w.resetsAtMs, now)})`;
-    return `${name} ${Math.round(w.usedPercent)}% used${reset}`;
-  };
-  const parts = [window("5h", account.fiveHour), window("week", account.weekly)];
-  for (const other of account.otherWindows) parts.push(window(other.name ?? "other", other));
-  return parts.join(" · ");
-}
-
-function staleness(account: Native.AccountView, now: number): string {
-  const age =
-    account.usageObservedAtMs === undefined ? "never fetched" : `${countdown(now - account.usageObservedAtMs)} old`;
-  return account.fetchError ? `${age}; ${account.fetchError}` : age;
-}
-
-/** "Tue 09:00, in 2h 14m" in local time. */
-export function when(at: number, now: number): string {
-  const date = new Date(at);
-  const far = at - now > 6 * 24 * 3600 * 1000;
-  const day = date.toLocaleDateString(
-    "en-GB",
-    far ? { weekday: "short", day: "numeric", month: "short" } : { weekday: "short" },
-  );
-  const time = date.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
-  return `${day} ${time}, in ${countdown(at - now)}`;
-}
-
-export function countdown(ms: number): string {
-  const s = Math.max(0, Math.ceil(ms / 1000));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
-}
-
 // ---- Accounts: /dispatch-login, /dispatch-remove, /dispatch-rename ----
 
-const BROWSER_CHOICE = "Browser";
-const DEVICE_CHOICE = "Device code";
-
-function registerLoginCommands(pi: ExtensionAPI, native: typeof Native): void {
+function registerLoginCommands(pi: ExtensionAPI, core: Core): void {
+  const { native, text } = core;
   pi.registerCommand("dispatch-login", {
-    description: "Add a ChatGPT account to the pool, or log one in again: /dispatch-login [label] [--browser|--device]",
+    description: text.describeLogin,
     getArgumentCompletions: (prefix) => labelCompletions(native, prefix, ["--browser", "--device"]),
-    handler: (args, ctx) => guarded(ctx, () => login(native, args, ctx)),
+    handler: (args, ctx) => login(core, args, ctx),
   });
   pi.registerCommand("dispatch-remove", {
-    description: "Remove an account from the pool: /dispatch-remove [label]",
+    description: text.describeRemove,
     getArgumentCompletions: (prefix) => labelCompletions(native, prefix),
-    handler: (args, ctx) => guarded(ctx, () => removeAccount(native, args, ctx)),
+    handler: (args, ctx) => removeAccount(core, args, ctx),
   });
   pi.registerCommand("dispatch-rename", {
-    description: "Give an account another label: /dispatch-rename <label> <new label>",
+    description: text.describeRename,
     getArgumentCompletions: (prefix) => labelCompletions(native, prefix),
-    handler: (args, ctx) => guarded(ctx, () => renameAccount(native, args, ctx)),
+    handler: (args, ctx) => renameAccount(core, args, ctx),
   });
 }
 
-/** Runs a command, showing any failure; a cancelled login is news, not an error. */
-async function guarded(ctx: ExtensionCommandContext, run: () => Promise<void>): Promise<void> {
-  try {
-    await run();
-  } catch (error) {
-    const cancelled = error instanceof Error && error.message.startsWith("[login_cancelled]");
-    show(ctx, `pi-dispatch: ${describe(error)}`, cancelled ? "info" : "error");
-  }
+/** Shows a problem the core reported; a cancelled login is news, not an error. */
+function failed(ctx: ExtensionCommandContext | ExtensionContext, core: Core, problem: Native.Problem): void {
+  show(ctx, fill(core.text.failed, { message: problem.message }), problem.kind === "loginCancelled" ? "info" : "error");
 }
 
 /** Labels (and extra words) that start with what was typed; only the first argument is a label. */
@@ -311,20 +221,17 @@ function labelCompletions(
   extra: string[] = [],
 ): { value: string; label: string }[] | null {
   if (/\s/.test(prefix)) return null;
-  let labels: string[];
-  try {
-    labels = native.accountLabels();
-  } catch {
-    return null;
-  }
+  const labels = native.accountLabels();
+  if (isProblem(labels)) return null;
   const items = [...labels, ...extra]
     .filter((value) => value.startsWith(prefix))
     .map((value) => ({ value, label: value }));
   return items.length > 0 ? items : null;
 }
 
-async function login(native: typeof Native, args: string, ctx: ExtensionCommandContext): Promise<void> {
-  let method: "browser" | "device" | undefined;
+async function login(core: Core, args: string, ctx: ExtensionCommandContext): Promise<void> {
+  const { native, text } = core;
+  let method: Native.LoginMethod | undefined;
   const rest: string[] = [];
   for (const word of words(args)) {
     if (word === "--device") method = "device";
@@ -332,107 +239,100 @@ async function login(native: typeof Native, args: string, ctx: ExtensionCommandC
     else rest.push(word);
   }
   if (rest.length > 1) {
-    show(ctx, "pi-dispatch: usage: /dispatch-login [label] [--browser|--device]", "error");
+    show(ctx, text.loginUsage, "error");
     return;
   }
   if (method === undefined && ctx.hasUI) {
-    const choice = await ctx.ui.select("Log in a ChatGPT account with", [BROWSER_CHOICE, DEVICE_CHOICE]);
+    const choices = [text.loginMethodBrowser, text.loginMethodDevice];
+    const choice = await ctx.ui.select(text.loginMethodTitle, choices);
     if (choice === undefined) {
-      show(ctx, "pi-dispatch: login cancelled; nothing was changed.", "info");
+      show(ctx, text.loginCancelled, "info");
       return;
     }
-    method = choice === DEVICE_CHOICE ? "device" : "browser";
+    method = choice === text.loginMethodDevice ? "device" : "browser";
   }
   const label = rest[0];
-  const result =
-    method === "device"
-      ? await deviceLogin(await native.startDeviceLogin(label), ctx)
-      : await browserLogin(await native.startBrowserLogin(label), ctx);
-  if (result) show(ctx, loginSummary(result), "info");
+  const flow = method === "device" ? await native.startDeviceLogin(label) : await native.startBrowserLogin(label);
+  if (isProblem(flow)) return failed(ctx, core, flow);
+  const done = flow.method === "device" ? await deviceLogin(core, flow, ctx) : await browserLogin(core, flow, ctx);
+  if (done === null) return;
+  if (isProblem(done)) return failed(ctx, core, done);
+  show(ctx, done.message, "info");
 }
 
 /** The browser sign-in: the callback and a pasted redirect race; the first answer decides. */
-async function browserLogin(flow: Native.LoginFlow, ctx: ExtensionCommandContext): Promise<Native.LoginResult | null> {
+async function browserLogin(
+  core: Core,
+  flow: Native.LoginFlow,
+  ctx: ExtensionCommandContext,
+): Promise<Native.Done | Native.Problem | null> {
+  const { text } = core;
   const opened = openBrowser(flow.url);
-  const lines = [
-    opened
-      ? "pi-dispatch: sign in in the browser that just opened, or open this URL yourself:"
-      : "pi-dispatch: open this URL to sign in:",
-    flow.url,
-  ];
-  if (flow.notice) lines.push(`Note: ${flow.notice}.`);
+  const lines = [fill(opened ? text.browserOpened : text.browserOpenYourself, { url: flow.url })];
+  if (flow.notice) lines.push(fill(text.browserNote, { notice: flow.notice }));
   if (!ctx.hasUI) {
     if (flow.notice) {
       // Print mode cannot take a paste, so this login could only time out.
       flow.cancel();
-      show(ctx, `pi-dispatch: ${flow.notice}, which print mode cannot take. Use /dispatch-login --device.`, "error");
+      show(ctx, fill(text.browserNoPaste, { notice: flow.notice }), "error");
       return null;
     }
-    show(ctx, `${lines.join("\n")}\nWaiting for the browser (up to 10 minutes)...`, "info");
+    show(ctx, [...lines, text.browserWaiting].join("\n"), "info");
     return await flow.wait();
   }
   ctx.ui.notify(lines.join("\n"), "info");
   const done = flow.wait();
   const dismiss = new AbortController();
-  void done.then(
-    () => dismiss.abort(),
-    () => dismiss.abort(),
-  );
-  void offerPaste(flow, ctx, dismiss.signal);
+  void done.then(() => dismiss.abort());
+  void offerPaste(core, flow, ctx, dismiss.signal);
   return await done;
 }
 
 /** Asks for the redirect URL until one is taken, the user backs out (cancelling the login), or
  * the login ends by itself (which dismisses the dialog). */
-async function offerPaste(flow: Native.LoginFlow, ctx: ExtensionCommandContext, signal: AbortSignal): Promise<void> {
-  let title = "Paste the address the browser shows after signing in (Escape cancels the login)";
+async function offerPaste(
+  core: Core,
+  flow: Native.LoginFlow,
+  ctx: ExtensionCommandContext,
+  signal: AbortSignal,
+): Promise<void> {
+  const { text } = core;
+  let title = text.pasteTitle;
   while (!signal.aborted) {
-    const text = await ctx.ui.input(title, "http://localhost:1455/auth/callback?code=...&state=...", { signal });
+    const pasted = await ctx.ui.input(title, text.pastePlaceholder, { signal });
     if (signal.aborted) return;
-    if (text === undefined) {
+    if (pasted === undefined) {
       flow.cancel();
       return;
     }
-    try {
-      flow.submitPaste(text);
-      return;
-    } catch (error) {
-      title = `${describe(error)} (Escape cancels the login)`;
-    }
+    const problem = flow.submitPaste(pasted);
+    if (problem === null) return;
+    title = fill(text.pasteAgainTitle, { problem: problem.message });
   }
 }
 
 /** The device-code sign-in, for machines without a browser: the user enters a code elsewhere. */
-async function deviceLogin(flow: Native.LoginFlow, ctx: ExtensionCommandContext): Promise<Native.LoginResult> {
-  const text = `pi-dispatch: on any device, open ${flow.url} and enter the code ${flow.userCode}`;
+async function deviceLogin(
+  core: Core,
+  flow: Native.LoginFlow,
+  ctx: ExtensionCommandContext,
+): Promise<Native.Done | Native.Problem> {
+  const { text } = core;
+  const code = { url: flow.url, code: flow.userCode ?? "" };
+  const instructions = fill(text.deviceInstructions, code);
   if (!ctx.hasUI) {
-    show(ctx, `${text}\nWaiting for approval (up to 15 minutes)...`, "info");
+    show(ctx, `${instructions}\n${text.deviceWaiting}`, "info");
     return await flow.wait();
   }
-  ctx.ui.notify(text, "info");
+  ctx.ui.notify(instructions, "info");
   const done = flow.wait();
   const dismiss = new AbortController();
-  void done.then(
-    () => dismiss.abort(),
-    () => dismiss.abort(),
-  );
+  void done.then(() => dismiss.abort());
   // Keeps a way out on screen while polling: choosing it or backing out cancels.
-  void ctx.ui
-    .select(`Waiting for the code ${flow.userCode} at ${flow.url}`, ["Cancel login"], { signal: dismiss.signal })
-    .then(() => {
-      if (!dismiss.signal.aborted) flow.cancel();
-    });
+  void ctx.ui.select(fill(text.deviceWaitingTitle, code), [text.deviceCancel], { signal: dismiss.signal }).then(() => {
+    if (!dismiss.signal.aborted) flow.cancel();
+  });
   return await done;
-}
-
-function loginSummary(result: Native.LoginResult): string {
-  const details = [result.email, result.plan].filter(Boolean).join(", ");
-  const head = result.added ? `pi-dispatch: added "${result.label}"` : `pi-dispatch: logged "${result.label}" in again`;
-  let text = details ? `${head} (${details}).` : `${head}.`;
-  if (result.ignoredLabel) {
-    text += ` This account was already in the pool as "${result.label}" and keeps that label; /dispatch-rename ${result.label} ${result.ignoredLabel} changes it.`;
-  }
-  return text;
 }
 
 /** Opens the sign-in page with the platform's opener. The URL holds only the PKCE challenge and
@@ -462,68 +362,73 @@ function openBrowser(url: string): boolean {
   }
 }
 
-async function removeAccount(native: typeof Native, args: string, ctx: ExtensionCommandContext): Promise<void> {
+async function removeAccount(core: Core, args: string, ctx: ExtensionCommandContext): Promise<void> {
+  const { native, text } = core;
   const given = words(args);
   if (given.length > 1) {
-    show(ctx, "pi-dispatch: usage: /dispatch-remove [label]", "error");
+    show(ctx, text.removeUsage, "error");
     return;
   }
-  const label = given[0] ?? (await chooseAccount(native, ctx, "Remove which account?", "/dispatch-remove <label>"));
+  const label = given[0] ?? (await chooseAccount(core, ctx, text.removeTitle, text.removeUsageLine));
   if (label === undefined) return;
   // Print mode has no dialogs; the label given on the command line is the confirmation there.
   if (ctx.hasUI) {
-    const sure = await ctx.ui.confirm(
-      `Remove "${label}"?`,
-      "Its tokens are deleted from this machine. /dispatch-login adds it again.",
-    );
+    const sure = await ctx.ui.confirm(fill(text.removeQuestion, { label }), text.removeDetail);
     if (!sure) {
-      show(ctx, "pi-dispatch: nothing was removed.", "info");
+      show(ctx, text.removeKept, "info");
       return;
     }
   }
-  native.removeAccount(label);
-  show(ctx, `pi-dispatch: removed "${label}".`, "info");
+  const removed = native.removeAccount(label);
+  if (isProblem(removed)) return failed(ctx, core, removed);
+  show(ctx, removed, "info");
 }
 
-async function renameAccount(native: typeof Native, args: string, ctx: ExtensionCommandContext): Promise<void> {
+async function renameAccount(core: Core, args: string, ctx: ExtensionCommandContext): Promise<void> {
+  const { native, text } = core;
   const given = words(args);
   if (given.length > 2) {
-    show(ctx, "pi-dispatch: usage: /dispatch-rename <label> <new label> (labels are one word)", "error");
+    show(ctx, text.renameUsage, "error");
     return;
   }
-  const usage = "/dispatch-rename <label> <new label>";
-  const label = given[0] ?? (await chooseAccount(native, ctx, "Rename which account?", usage));
+  const label = given[0] ?? (await chooseAccount(core, ctx, text.renameTitle, text.renameUsageLine));
   if (label === undefined) return;
   let newLabel: string | undefined = given[1];
   if (newLabel === undefined) {
     if (!ctx.hasUI) {
-      show(ctx, `pi-dispatch: usage: ${usage}`, "error");
+      show(ctx, text.renameUsage, "error");
       return;
     }
-    newLabel = (await ctx.ui.input(`New label for "${label}"`, label))?.trim();
+    newLabel = (await ctx.ui.input(fill(text.renameQuestion, { label }), label))?.trim();
     if (!newLabel) {
-      show(ctx, "pi-dispatch: nothing was renamed.", "info");
+      show(ctx, text.renameKept, "info");
       return;
     }
   }
-  native.renameAccount(label, newLabel);
-  show(ctx, `pi-dispatch: "${label}" is now "${newLabel}".`, "info");
+  const renamed = native.renameAccount(label, newLabel);
+  if (isProblem(renamed)) return failed(ctx, core, renamed);
+  show(ctx, renamed, "info");
 }
 
 /** A label picked from the pool in a dialog; without dialogs, says how to name one instead. */
 async function chooseAccount(
-  native: typeof Native,
+  core: Core,
   ctx: ExtensionCommandContext,
   title: string,
   usage: string,
 ): Promise<string | undefined> {
+  const { native, text } = core;
   const labels = native.accountLabels();
+  if (isProblem(labels)) {
+    failed(ctx, core, labels);
+    return undefined;
+  }
   if (labels.length === 0) {
-    show(ctx, "pi-dispatch: no accounts yet. Add one with /dispatch-login.", "info");
+    show(ctx, text.noAccounts, "info");
     return undefined;
   }
   if (!ctx.hasUI) {
-    show(ctx, `pi-dispatch: usage: ${usage} (accounts: ${labels.join(", ")})`, "error");
+    show(ctx, fill(text.chooseUsage, { usage, labels: labels.join(", ") }), "error");
     return undefined;
   }
   return await ctx.ui.select(title, labels);
@@ -534,12 +439,15 @@ function words(args: string): string[] {
 }
 
 /** Registers the one command a broken install has, so pi still starts and the user learns why. */
-function registerBroken(pi: ExtensionAPI, message: string): void {
+function registerBroken(pi: ExtensionAPI, description: string, message: string): void {
   pi.registerCommand("dispatch-status", {
-    description: "pi-dispatch is not working: shows why",
+    description,
     handler: async (_args, ctx) => show(ctx, message, "error"),
   });
 }
+
+// The only sentences not from the core: without its binary there is no core to ask.
+const BROKEN_DESCRIPTION = "pi-dispatch is not working: shows why";
 
 function missingBinaryMessage(error: unknown): string {
   const triple = platformTriple();
@@ -571,8 +479,6 @@ function show(
   else console.log(text);
 }
 
-/** The native core prefixes its messages with `[kind]` for programs; users get the rest. */
 function describe(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.replace(/^\[[a-z_]+\] /, "");
+  return error instanceof Error ? error.message : String(error);
 }

@@ -35,6 +35,7 @@ async function startNative(sim: Sim, agentDir: string): Promise<{ native: typeof
   process.env.PI_CODING_AGENT_DIR = agentDir;
   const native = createRequire(import.meta.url)(join(ROOT, "binding.cjs")) as typeof Native;
   const info = await native.startProxy();
+  if ("kind" in info) throw new Error(info.message);
   return { native, proxy: { baseUrl: info.baseUrl, apiKey: info.apiKey } };
 }
 
@@ -312,6 +313,7 @@ const status: Scenario = async (sim, agentDir, options) => {
     let start = performance.now();
     const view = await native.status(session, true);
     const coldMs = performance.now() - start;
+    if ("kind" in view) throw new Error(view.message);
     if (view.accounts.length !== n || view.accounts.some((a) => a.stale)) {
       throw new Error("status did not refresh every account");
     }

@@ -1,5 +1,5 @@
 //! What each fuzz target checks on one input. The targets in `fuzz_targets/` and the CI replay
-//! of kept inputs (`tests/fuzz_regressions.rs`) both include this file, so CI runs exactly the
+//! of kept inputs (`tests/suite/fuzz_regressions.rs`) both include this file, so CI runs exactly the
 //! checks the fuzzer ran.
 
 use std::path::Path;
@@ -8,9 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use pi_dispatch::failure::Failure;
-use pi_dispatch::sse::EventReader;
-use pi_dispatch::store::Tokens;
+use pi_dispatch::Tokens;
+use pi_dispatch::domain::failure::Failure;
+use pi_dispatch::domain::sse::EventReader;
 use serde_json::Value;
 
 const NOW: u64 = 1_770_000_000_000;
@@ -40,7 +40,7 @@ pub fn sse(data: &[u8]) {
 /// reader looks for.
 pub fn usage(data: &[u8]) {
     if let Ok(payload) = serde_json::from_slice::<Value>(data)
-        && let Some(seen) = pi_dispatch::usage::from_payload(&payload, NOW)
+        && let Some(seen) = pi_dispatch::domain::usage::from_payload(&payload, NOW)
     {
         let _ = seen.usage.is_fresh(NOW);
         let _ = seen.usage.spent_until(NOW);
@@ -69,7 +69,7 @@ pub fn usage(data: &[u8]) {
             headers.append(name, value);
         }
     }
-    if let Some(seen) = pi_dispatch::usage::from_headers(&headers, NOW) {
+    if let Some(seen) = pi_dispatch::domain::usage::from_headers(&headers, NOW) {
         let _ = seen.usage.spent_until(NOW);
     }
 }
@@ -78,8 +78,8 @@ pub fn usage(data: &[u8]) {
 /// inside a well-formed token (id token, then a NUL, then access token), never panic.
 pub fn jwt(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = pi_dispatch::auth::jwt_claims(&text);
-    let _ = pi_dispatch::auth::jwt_expiry_ms(&text);
+    let _ = pi_dispatch::domain::oauth::jwt_claims(&text);
+    let _ = pi_dispatch::domain::oauth::jwt_expiry_ms(&text);
     let (id_part, access_part) = match data.iter().position(|&b| b == 0) {
         Some(at) => (&data[..at], &data[at + 1..]),
         None => (data, &b""[..]),
@@ -91,8 +91,8 @@ pub fn jwt(data: &[u8]) {
         id_token: Some(wrap(id_part)),
         expires_at_ms: 0,
     };
-    let _ = pi_dispatch::auth::jwt_expiry_ms(&tokens.access_token);
-    let _ = pi_dispatch::login::identity(&tokens);
+    let _ = pi_dispatch::domain::oauth::jwt_expiry_ms(&tokens.access_token);
+    let _ = pi_dispatch::domain::oauth::identity(&tokens);
 }
 
 /// Error bodies: any status (two bytes, mostly 400..=599), `Retry-After` (up to the first
@@ -121,7 +121,7 @@ pub fn failure(data: &[u8]) {
     ];
     for failure in failures.into_iter().flatten() {
         let _ = failure.account_state(None, NOW);
-        let _ = failure.describe();
+        let _ = pi_dispatch::domain::text::report::failure(&failure);
         let _ = failure.retry_here_after_ms();
     }
 }
@@ -131,10 +131,11 @@ pub fn failure(data: &[u8]) {
 /// input marked secret, no error quotes one (any value could be a token).
 pub fn store(data: &[u8]) {
     let path = Path::new("/agent/dispatch.json");
-    match pi_dispatch::store::parse(path, data) {
+    match pi_dispatch::domain::schema::parse(path, data) {
         Ok(parsed) => {
             let bytes = serde_json::to_vec(&parsed.file).expect("a parsed file encodes");
-            let again = pi_dispatch::store::parse(path, &bytes).expect("an encoded file parses");
+            let again =
+                pi_dispatch::domain::schema::parse(path, &bytes).expect("an encoded file parses");
             assert_eq!(again.file.accounts.len(), parsed.file.accounts.len());
         }
         Err(e) => assert!(e.to_string().contains("dispatch.json"), "{e}"),
@@ -142,7 +143,7 @@ pub fn store(data: &[u8]) {
     if let Ok(mut value) = serde_json::from_slice::<Value>(data) {
         mark_secrets(&mut value);
         let marked = serde_json::to_vec(&value).expect("a value encodes");
-        if let Err(e) = pi_dispatch::store::parse(path, &marked) {
+        if let Err(e) = pi_dispatch::domain::schema::parse(path, &marked) {
             assert!(
                 !e.chain().contains("SECRET"),
                 "an error quotes a value: {}",

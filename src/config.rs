@@ -1,8 +1,9 @@
 //! Where pi-dispatch keeps its state and which servers it talks to.
 //!
-//! This is the one configuration point: every upstream URL the core ever calls is derived from
-//! [`Endpoints`], so tests, the demo and the benchmarks can point the whole core at the loopback
-//! simulator with two environment variables.
+//! This is the one configuration point: every environment variable the core reads is named
+//! here, and every upstream URL it calls comes from one method of [`Endpoints`], so tests, the
+//! demo and the benchmarks can point the whole core at the loopback simulator with two
+//! environment variables.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,8 @@ pub const ENV_AGENT_DIR: &str = "PI_CODING_AGENT_DIR";
 /// Overrides the browser login's callback port (default 1455). Tests use it to run logins side
 /// by side, and `0` (any free port) to stay clear of a real login on the same machine.
 pub const ENV_CALLBACK_PORT: &str = "PI_DISPATCH_CALLBACK_PORT";
+/// A number that makes the random tie-break between equal accounts repeatable (tests).
+pub const ENV_SEED: &str = "PI_DISPATCH_SEED";
 /// The port OpenAI's OAuth client registration redirects to.
 pub const DEFAULT_CALLBACK_PORT: u16 = 1455;
 
@@ -42,14 +45,61 @@ impl Endpoints {
         })
     }
 
-    /// `POST` target for model streams.
+    /// `POST`: model streams.
     pub fn responses_url(&self) -> Url {
         join(&self.backend, "codex/responses")
     }
+
+    /// `GET`: an account's usage windows.
+    pub fn usage_url(&self) -> Url {
+        join(&self.backend, "wham/usage")
+    }
+
+    /// The older usage path, tried when `/wham/usage` fails.
+    pub fn codex_usage_url(&self) -> Url {
+        join(&self.backend, "codex/usage")
+    }
+
+    /// `POST`: code exchanges and refreshes.
+    pub fn token_url(&self) -> Url {
+        join(&self.auth, "oauth/token")
+    }
+
+    /// The browser login's start page (its query is the login's, see `domain::oauth`).
+    pub fn authorize_url(&self) -> Url {
+        join(&self.auth, "oauth/authorize")
+    }
+
+    /// `POST`: starts a device login, answering with a user code.
+    pub fn device_code_url(&self) -> Url {
+        join(&self.auth, "api/accounts/deviceauth/usercode")
+    }
+
+    /// `POST`: polled until the user approves the device login.
+    pub fn device_token_url(&self) -> Url {
+        join(&self.auth, "api/accounts/deviceauth/token")
+    }
+
+    /// The page where the user enters the device code.
+    pub fn device_page_url(&self) -> Url {
+        join(&self.auth, "codex/device")
+    }
+
+    /// The redirect URI a device login's code is exchanged with.
+    pub fn device_redirect_uri(&self) -> Url {
+        join(&self.auth, "deviceauth/callback")
+    }
+}
+
+/// The seed of the random tie-break, when `PI_DISPATCH_SEED` gives one.
+pub fn seed() -> Option<u64> {
+    std::env::var(ENV_SEED)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
 }
 
 /// Appends `path` to `base` as a sub-path, whether or not `base` ends in a slash.
-pub fn join(base: &Url, path: &str) -> Url {
+fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let joined = format!("{}/{}", url.path().trim_end_matches('/'), path);
     url.set_path(&joined);

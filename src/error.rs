@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Paste,
     /// A label is malformed, unknown, or belongs to another account.
     Label,
+    /// The account cannot serve now (benched, spent, logged out, disabled).
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -52,6 +54,7 @@ impl ErrorKind {
             Self::LoginTimedOut => "login_timed_out",
             Self::Paste => "paste",
             Self::Label => "label",
+            Self::Unavailable => "unavailable",
         }
     }
 }

@@ -1,43 +1,48 @@
 //! pi-dispatch's native core: pools ChatGPT Codex accounts behind a loopback proxy for pi.
 //!
-//! The core is plain Rust and knows nothing of Node:
-//! - [`auth`]: fresh access tokens; refresh that never burns a rotating refresh token
-//! - [`config`]: where state lives and which servers are called (the one override point)
-//! - [`context`]: what the parts share, including the one HTTP client
-//! - [`store`]: the accounts file, safe across processes
-//! - [`login`]: adding accounts by browser (callback or pasted URL) or device code
-//! - [`loopback`]: what the local HTTP servers (proxy, login callback) share
-//! - [`usage`]: each account's quota windows, from the usage endpoint and reply headers
-//! - [`select`]: the policy deciding which account serves a session
-//! - [`failure`]: what an upstream failure means for the account that got it
-//! - [`sse`]: reading the start of an event stream, to know whether it may be retried
-//! - [`pool`]: this process's view of the pool: sessions, their accounts, pending changes
-//! - [`proxy`]: the loopback server pi's Codex client talks to; rotates on failures
+//! # Layers
 //!
-//! `binding` (feature `node`) is the thin napi layer the pi extension loads.
+//! | module | what | may import |
+//! |---|---|---|
+//! | [`error`], [`config`] | error kinds and the cause chain; every environment variable and upstream URL | std, each other |
+//! | [`domain`] | pure rules: accounts and labels, the file schema, usage windows, the policy, the failure table, SSE framing, OAuth pieces, every sentence | `error` (no tokio, reqwest, hyper, `std::fs`, `std::env`, no clock) |
+//! | [`io`] | stateless adapters: HTTP client, accounts file, OAuth and usage endpoints, loopback servers | `domain`, `error`, `config` |
+//! | [`runtime`] | state and flows: auth, pool, usage refresh, logins, the proxy, commands; `context` wires them | everything above |
+//! | `binding` (feature `node`) | the napi layer: conversions only | everything above |
+//!
+//! No module imports one of a layer below it in this table's order reversed (`io` never
+//! imports `runtime`), only the flows that wire things (`runtime::proxy`, `runtime::login`,
+//! `runtime::commands`, `binding`) import `runtime::context`, and no import cycle exists.
+//! `tests/suite/layers.rs` checks these rules on the source tree.
+//!
+//! # Glossary
+//!
+//! - **benched**: an account resting after a failure (usage limit, throttling) until a time.
+//! - **spent**: a usage window at 100% until it resets; the account cannot serve meanwhile.
+//! - **untouched**: every known window at 0%; using it starts its clocks now, so it goes first.
+//! - **seat**: the account a session uses, and why it was chosen.
+//! - **pin**: a seat the user chose with `/dispatch-use`; it holds until a rotation moves it.
+//! - **rotation**: a request moved to another account after a failure before any output.
+//! - **hold-back**: a 200 stream kept from pi until its first output event, so a failure at
+//!   its start can still be rotated past unseen.
+//! - **limit family**: a set of models sharing one quota (the main `codex` one, or a per-model
+//!   one such as a Spark model's); each has its own windows.
 
-pub mod auth;
 pub mod config;
-pub mod context;
+pub mod domain;
 pub mod error;
-pub mod failure;
-pub mod login;
-pub mod loopback;
-pub mod pool;
-pub mod proxy;
-pub mod select;
-pub mod sse;
-pub mod store;
-pub mod usage;
+pub mod io;
+pub mod runtime;
 
 #[cfg(feature = "node")]
 pub mod binding;
 
+pub use config::Endpoints;
+pub use domain::account::{Account, AccountState, AccountsFile};
+pub use domain::oauth::Tokens;
+pub use domain::usage::{Usage, UsageWindow};
 pub use error::{Error, ErrorKind};
-
-/// Wall-clock time in unix milliseconds, the unit every stored time uses.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use io::clock::now_ms;
+pub use io::store::Store;
+pub use runtime::context::{Context, Timeouts};
+pub use runtime::proxy::Proxy;

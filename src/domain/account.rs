@@ -1,0 +1,266 @@
+//! Accounts as the pool keeps them, and the rules for their labels and identities.
+//!
+//! Pure: the accounts file's contents ([`AccountsFile`]) are changed here; reading and writing
+//! the file is `io::store`'s job.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::oauth::{Identity, Tokens};
+use crate::domain::text;
+use crate::domain::usage::{Observation, Usage};
+use crate::error::{Error, ErrorKind};
+
+/// Labels are typed as command arguments and shown in one line of status, so they stay short.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// The contents of `dispatch.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountsFile {
+    pub version: u32,
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// Stable local id; survives renames and re-logins.
+    pub id: String,
+    pub label: String,
+    /// The ChatGPT account (workspace) id sent upstream as `chatgpt-account-id`.
+    pub chatgpt_account_id: String,
+    #[serde(default)]
+    pub chatgpt_user_id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub plan: Option<String>,
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub state: AccountState,
+    /// The last usage seen for this account, from the usage endpoint or response headers.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub added_at_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum AccountState {
+    #[default]
+    Usable,
+    /// Out of quota (or briefly throttled) until the given time.
+    #[serde(rename_all = "camelCase")]
+    Benched { until_ms: u64, reason: String },
+    /// Refresh failed for good; only a new login fixes it.
+    #[serde(rename_all = "camelCase")]
+    NeedsLogin { reason: String },
+    /// The backend said this account cannot use Codex at all (its plan has no Codex); a new
+    /// login, after the plan changed, makes it usable again.
+    #[serde(rename_all = "camelCase")]
+    Disabled { reason: String },
+}
+
+impl AccountsFile {
+    pub fn empty(version: u32) -> Self {
+        Self {
+            version,
+            accounts: Vec::new(),
+        }
+    }
+
+    pub fn by_label(&self, label: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.label == label)
+    }
+
+    /// The account labelled `label`, or the error that names the unknown label.
+    pub fn labelled(&self, label: &str) -> Result<&Account, Error> {
+        self.by_label(label).ok_or_else(|| unknown_label(label))
+    }
+
+    /// Applies `change` to the account with local id `id`; an account that is not there (any
+    /// more) is left alone, since it was removed meanwhile.
+    pub fn apply(&mut self, id: &str, change: impl FnOnce(&mut Account)) {
+        if let Some(account) = self.accounts.iter_mut().find(|a| a.id == id) {
+            change(account);
+        }
+    }
+
+    /// The first `account-N`, counting from 1, that no account uses.
+    pub fn free_numbered_label(&self) -> String {
+        (1..)
+            .map(|n| format!("account-{n}"))
+            .find(|label| self.by_label(label).is_none())
+            .unwrap_or_default()
+    }
+
+    /// Gives the account labelled `label` the label `new_label`; refuses an unknown label and a
+    /// label another account already has.
+    pub fn rename(&mut self, label: &str, new_label: &str) -> Result<(), Error> {
+        let new_label = check_label(new_label)?;
+        if let Some(owner) = self.by_label(new_label)
+            && owner.label != label
+        {
+            return Err(label_taken(new_label, owner));
+        }
+        let account = self
+            .accounts
+            .iter_mut()
+            .find(|a| a.label == label)
+            .ok_or_else(|| unknown_label(label))?;
+        account.label = new_label.to_owned();
+        Ok(())
+    }
+
+    /// Removes the account labelled `label` and returns it.
+    pub fn remove(&mut self, label: &str) -> Result<Account, Error> {
+        let index = self
+            .accounts
+            .iter()
+            .position(|a| a.label == label)
+            .ok_or_else(|| unknown_label(label))?;
+        Ok(self.accounts.remove(index))
+    }
+
+    /// The account a login of `identity` concerns, if it is in the pool already.
+    pub fn find_identity(&self, identity: &Identity) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.is(identity))
+    }
+
+    /// Saves a login: a known identity gets the new tokens and becomes usable again, keeping its
+    /// id, label and history; a new one is added as `new_id` under `label`, else its email, else
+    /// the first free `account-N`. A label that belongs to another identity is refused.
+    pub fn save_login(&mut self, login: NewLogin<'_>) -> Result<LoginOutcome, Error> {
+        let NewLogin {
+            identity,
+            tokens,
+            label,
+            new_id,
+            now_ms,
+        } = login;
+        let label = label.map(check_label).transpose()?;
+        if let Some(account) = self.accounts.iter_mut().find(|a| a.is(identity)) {
+            account.tokens = tokens;
+            account.state = AccountState::Usable;
+            let keep = |field: &mut Option<String>, new: &Option<String>| {
+                if new.is_some() {
+                    field.clone_from(new);
+                }
+            };
+            keep(&mut account.chatgpt_user_id, &identity.chatgpt_user_id);
+            keep(&mut account.email, &identity.email);
+            keep(&mut account.plan, &identity.plan);
+            return Ok(LoginOutcome {
+                label: account.label.clone(),
+                email: account.email.clone(),
+                plan: account.plan.clone(),
+                added: false,
+                ignored_label: label.filter(|l| *l != account.label).map(str::to_owned),
+            });
+        }
+        let label = match label {
+            Some(label) => match self.by_label(label) {
+                Some(owner) => return Err(label_taken(label, owner)),
+                None => label.to_owned(),
+            },
+            None => identity
+                .email
+                .as_deref()
+                .and_then(|email| check_label(email).ok())
+                .filter(|email| self.by_label(email).is_none())
+                .map_or_else(|| self.free_numbered_label(), str::to_owned),
+        };
+        self.accounts.push(Account {
+            id: new_id,
+            label: label.clone(),
+            chatgpt_account_id: identity.chatgpt_account_id.clone(),
+            chatgpt_user_id: identity.chatgpt_user_id.clone(),
+            email: identity.email.clone(),
+            plan: identity.plan.clone(),
+            tokens,
+            state: AccountState::Usable,
+            usage: None,
+            added_at_ms: now_ms,
+        });
+        Ok(LoginOutcome {
+            label,
+            email: identity.email.clone(),
+            plan: identity.plan.clone(),
+            added: true,
+            ignored_label: None,
+        })
+    }
+}
+
+impl Account {
+    /// Records what was seen of its usage (and plan).
+    pub fn observe(&mut self, observation: &Observation) {
+        self.usage = Some(Usage::merge(self.usage.take(), observation.usage.clone()));
+        if let Some(plan) = &observation.plan {
+            self.plan = Some(plan.clone());
+        }
+    }
+
+    /// Whether this account is the one `identity` logged in as. Several Team seats share one
+    /// ChatGPT account id and differ by user id; accounts saved without a user id are known by
+    /// their account id alone.
+    pub fn is(&self, identity: &Identity) -> bool {
+        self.chatgpt_account_id == identity.chatgpt_account_id
+            && match (&self.chatgpt_user_id, &identity.chatgpt_user_id) {
+                (Some(stored), Some(new)) => stored == new,
+                _ => true,
+            }
+    }
+}
+
+/// What a finished login brings to the pool.
+pub struct NewLogin<'a> {
+    pub identity: &'a Identity,
+    pub tokens: Tokens,
+    /// The label asked for, if any.
+    pub label: Option<&'a str>,
+    /// The local id a new account gets.
+    pub new_id: String,
+    pub now_ms: u64,
+}
+
+/// What a login did to the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginOutcome {
+    pub label: String,
+    pub email: Option<String>,
+    pub plan: Option<String>,
+    /// False when the identity was in the pool already and got new tokens.
+    pub added: bool,
+    /// The label asked for, when the identity already had another one (which it keeps).
+    pub ignored_label: Option<String>,
+}
+
+/// `label` trimmed, or why it cannot be a label: one word, since commands take labels as
+/// whitespace-separated arguments.
+pub fn check_label(label: &str) -> Result<&str, Error> {
+    let label = label.trim();
+    let chars = label.chars().count();
+    if chars == 0
+        || chars > MAX_LABEL_CHARS
+        || label.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::new(
+            ErrorKind::Label,
+            text::bad_label(label, MAX_LABEL_CHARS),
+        ));
+    }
+    Ok(label)
+}
+
+/// The refusal when `label` already names `owner`, a different account.
+fn label_taken(label: &str, owner: &Account) -> Error {
+    let who = owner.email.as_deref().unwrap_or(&owner.chatgpt_account_id);
+    Error::new(ErrorKind::Label, text::label_taken(label, who))
+}
+
+fn unknown_label(label: &str) -> Error {
+    Error::new(ErrorKind::Label, text::unknown_label(label))
+}

@@ -1,0 +1,104 @@
+//! The composition root: builds every part of the core once and hands the flows (the proxy,
+//! the logins, the binding) what they need. Only the modules that wire things import it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{self, Endpoints};
+use crate::error::Error;
+use crate::io::http::Http;
+use crate::io::store::Store;
+use crate::runtime::auth::Auth;
+use crate::runtime::pool::Pool;
+use crate::runtime::usage::UsageFeed;
+
+#[derive(Clone)]
+pub struct Context {
+    pub endpoints: Endpoints,
+    pub store: Store,
+    /// Shared so connections to the backend are pooled across requests and accounts.
+    pub http: Http,
+    /// Tokens, and the refreshes in flight in this process.
+    pub auth: Arc<Auth>,
+    /// Sessions, their accounts, and account changes not yet written.
+    pub pool: Arc<Pool>,
+    /// Usage fetches.
+    pub usage: Arc<UsageFeed>,
+    /// How long whatever could hold pi up may take.
+    pub timeouts: Timeouts,
+}
+
+/// Time limits on whatever could otherwise hold pi up: calls that are not model replies, and
+/// local clients that stall. The defaults are the production values; tests shorten them to
+/// prove a hang is cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One call to the token endpoint (refresh or code exchange).
+    pub token: Duration,
+    /// One account's usage fetch, both paths together.
+    pub usage: Duration,
+    /// A client of the proxy sending its request line and headers.
+    pub request_head: Duration,
+    /// A client of the proxy sending its whole request body.
+    pub request_body: Duration,
+}
+
+impl Timeouts {
+    /// Usable in constants, as `Timeouts { usage: …, ..Timeouts::PRODUCTION }`.
+    pub const PRODUCTION: Self = Self {
+        token: Duration::from_secs(30),
+        // Per account, so one slow account cannot hold up the others.
+        usage: Duration::from_secs(5),
+        request_head: Duration::from_secs(10),
+        // A conversation with images is tens of MiB; on loopback even that takes well under this.
+        request_body: Duration::from_secs(60),
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::PRODUCTION
+    }
+}
+
+impl Context {
+    /// Reads the configuration from the environment (see `config`).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::new(Endpoints::from_env()?, Store::new(config::agent_dir()?))
+    }
+
+    pub fn new(endpoints: Endpoints, store: Store) -> Result<Self, Error> {
+        Ok(Self::assemble(endpoints, store, Timeouts::PRODUCTION))
+    }
+
+    /// The same context with other time limits (and its parts built anew to follow them).
+    pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
+        Self::assemble(self.endpoints, self.store, timeouts)
+    }
+
+    fn assemble(endpoints: Endpoints, store: Store, timeouts: Timeouts) -> Self {
+        let http = Http::default();
+        let auth = Arc::new(Auth::new(
+            store.clone(),
+            http.clone(),
+            endpoints.token_url(),
+            timeouts.token,
+        ));
+        let usage = Arc::new(UsageFeed::new(
+            store.clone(),
+            http.clone(),
+            auth.clone(),
+            endpoints.clone(),
+            timeouts.usage,
+        ));
+        Self {
+            pool: Arc::new(Pool::new(store.clone())),
+            endpoints,
+            store,
+            http,
+            auth,
+            usage,
+            timeouts,
+        }
+    }
+}
