@@ -27,7 +27,9 @@ export function totalRequests(stats: SimStats): { responses: number; usage: numb
 
 export function makeDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `pi-dispatch-bench-${prefix}-`));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  // The proxy writes dispatch.json in the background (a temp file, then a rename), and it may still
+  // be at it when a scenario ends: retry until that write is done.
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10 }) };
 }
 
 export function makeAgentDir(parent: string, name = "agent"): string {
