@@ -24,7 +24,8 @@ const SIM_BIN = join(ROOT, "target", "release", process.platform === "win32" ? "
 
 export type PiGeneration = "pi073" | "pi1";
 export const GENERATIONS: PiGeneration[] = ["pi073", "pi1"];
-const TOOLS = JSON.parse(readFileSync(join(ROOT, ".tools", "e2e.json"), "utf8")) as Record<
+/** Where each generation's node and pi CLI are (written by scripts/setup-e2e.mjs). */
+export const TOOLS = JSON.parse(readFileSync(join(ROOT, ".tools", "e2e.json"), "utf8")) as Record<
   PiGeneration,
   { node: string; cli: string }
 >;
@@ -317,16 +318,21 @@ function piEnv(options: PiOptions): Record<string, string> {
   };
 }
 
-/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH. */
+/** Runs the real pi CLI of one generation with nothing from the caller's environment but PATH.
+ * `nodeArgs` go to its node before the CLI (the benchmarks preload a CPU-time reporter). */
 export function runPi(
   generation: PiGeneration,
   args: string[],
-  options: PiOptions & { timeoutMs?: number },
+  options: PiOptions & { timeoutMs?: number; nodeArgs?: string[] },
 ): Promise<PiRun> {
   const tool = TOOLS[generation];
   const env = piEnv(options);
   return new Promise((resolveRun, reject) => {
-    const child = spawn(tool.node, [tool.cli, ...args], { cwd: options.home, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(tool.node, [...(options.nodeArgs ?? []), tool.cli, ...args], {
+      cwd: options.home,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => {
@@ -490,6 +496,11 @@ export async function listModels(
 ): Promise<string[]> {
   const extension = options.extension === null ? [] : ["-e", options.extension ?? EXTENSION];
   const run = await runPi(generation, [...extension, "--list-models", provider], options);
+  return modelsListed(run, provider);
+}
+
+/** The model ids of `provider` in the table a `pi --list-models` run printed. */
+export function modelsListed(run: PiRun, provider: string): string[] {
   return `${run.stdout}\n${run.stderr}`
     .split("\n")
     .map((line) => line.trim().split(/\s+/))

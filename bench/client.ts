@@ -1,11 +1,12 @@
 // pi's own Codex client: the stream function of pi-ai's openai-codex-responses provider (pi 0.73.1,
 // a devDependency), given a model whose baseUrl is either the dispatch proxy or the simulator.
+// bench/plain-client.ts is the other client: a bare `fetch`, without pi-ai.
 
 import { getModels, type Model } from "@mariozechner/pi-ai";
 import { streamSimpleOpenAICodexResponses } from "@mariozechner/pi-ai/openai-codex-responses";
 
 /** Where the client sends its request, and the key it presents there. */
-export interface Target {
+export interface Endpoint {
   baseUrl: string;
   apiKey: string;
 }
@@ -28,8 +29,8 @@ const BASE_MODEL: Model<"openai-codex-responses"> = CODEX;
 /** One request through pi's client. SSE only: pi tries a WebSocket first and falls back to SSE for
  * the rest of the session when refused (both the proxy and the sim refuse); forcing SSE keeps that
  * one-off fallback out of every figure, on both sides alike. */
-export async function request(target: Target, sessionId: string): Promise<Timing> {
-  const model = { ...BASE_MODEL, baseUrl: target.baseUrl };
+export async function request(endpoint: Endpoint, sessionId: string): Promise<Timing> {
+  const model = { ...BASE_MODEL, baseUrl: endpoint.baseUrl };
   const start = performance.now();
   let first = 0;
   let chars = 0;
@@ -37,7 +38,7 @@ export async function request(target: Target, sessionId: string): Promise<Timing
   const stream = streamSimpleOpenAICodexResponses(
     model,
     { systemPrompt: "You are a benchmark.", messages: [{ role: "user", content: "hi", timestamp: Date.now() }] },
-    { apiKey: target.apiKey, transport: "sse", sessionId },
+    { apiKey: endpoint.apiKey, transport: "sse", sessionId },
   );
   for await (const event of stream) {
     if (event.type === "text_delta") {
@@ -52,10 +53,10 @@ export async function request(target: Target, sessionId: string): Promise<Timing
 }
 
 /** Like `request`, but fails unless the reply streamed text and ended well. */
-export async function requestOk(target: Target, sessionId: string): Promise<Timing> {
-  const timing = await request(target, sessionId);
+export async function requestOk(endpoint: Endpoint, sessionId: string): Promise<Timing> {
+  const timing = await request(endpoint, sessionId);
   if (timing.error !== undefined || Number.isNaN(timing.ttftMs)) {
-    throw new Error(`expected a streamed reply from ${target.baseUrl}, got: ${timing.error ?? "no text"}`);
+    throw new Error(`expected a streamed reply from ${endpoint.baseUrl}, got: ${timing.error ?? "no text"}`);
   }
   return timing;
 }

@@ -1,17 +1,35 @@
 // Shared pieces of the benchmarks: throwaway agent directories with a seeded dispatch.json, request
-// counts and statistics. The simulator is the test harness's `Sim`.
+// counts, statistics, the pi and Node versions. The simulator and pi's runner are the e2e harness's.
 
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  type SeedAccount as HarnessSeedAccount,
+  type PiGeneration,
+  ROOT,
+  type SeedAccount,
+  type Sim,
   type SimStats,
-  type SimTokens,
-  seedAccounts as seedHarnessAccounts,
+  seedAccounts,
+  TOOLS,
 } from "../__test__/harness.ts";
 
-export { EXTENSION, ROOT, Sim, type SimAccountScript, type SimStats } from "../__test__/harness.ts";
+export {
+  EXTENSION,
+  GENERATIONS,
+  modelsListed,
+  type PiGeneration,
+  type PiRun,
+  ROOT,
+  runPi,
+  Sim,
+  type SimAccountScript,
+  type SimStats,
+} from "../__test__/harness.ts";
+
+/** The size of the `big` reply of sections 1 and 6. */
+export const BIG_BYTES = 50_000_000;
 
 /** Every request the sim saw, all accounts together: model calls, usage calls, token calls. */
 export function totalRequests(stats: SimStats): { responses: number; usage: number; token: number; me: number } {
@@ -27,7 +45,9 @@ export function totalRequests(stats: SimStats): { responses: number; usage: numb
 
 export function makeDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `pi-dispatch-bench-${prefix}-`));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  // The proxy writes dispatch.json in the background (a temp file, then a rename), and it may still
+  // be at it when a scenario ends: retry until that write is done.
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10 }) };
 }
 
 export function makeAgentDir(parent: string, name = "agent"): string {
@@ -36,23 +56,27 @@ export function makeAgentDir(parent: string, name = "agent"): string {
   return agentDir;
 }
 
-export interface SeedAccount {
-  accountId: string;
-  tokens: SimTokens;
-  state?: Record<string, unknown>;
-  usage?: Record<string, unknown>;
-}
-
-/** dispatch.json through the test harness's writer; the bench labels each account by its id. */
-export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
-  seedHarnessAccounts(
+/** Writes dispatch.json (through the e2e harness's writer) with these accounts of `sim`, with their
+ * starting tokens, each labelled by its id; `extra` adds a state or stored usage. */
+export function seedSimAccounts(
+  agentDir: string,
+  sim: Sim,
+  ids: string[],
+  extra: (id: string, index: number) => Pick<SeedAccount, "state" | "usage"> = () => ({}),
+): void {
+  seedAccounts(
     agentDir,
-    accounts.map((account) => ({ ...account, label: account.accountId }) as HarnessSeedAccount),
+    ids.map((accountId, index) => ({
+      label: accountId,
+      accountId,
+      tokens: sim.startingTokens(accountId),
+      ...extra(accountId, index),
+    })),
   );
 }
 
 /** A usage view in the store's shape: 5-hour and weekly windows, partly used. */
-export function storedUsage(weeklyResetsAtMs: number, now = Date.now()): Record<string, unknown> {
+export function storedUsage(weeklyResetsAtMs: number, now = Date.now()): NonNullable<SeedAccount["usage"]> {
   return {
     observedAtMs: now,
     windows: [
@@ -64,6 +88,36 @@ export function storedUsage(weeklyResetsAtMs: number, now = Date.now()): Record<
 
 export function accountIds(n: number, prefix = "acct"): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(2, "0")}`);
+}
+
+/** Runs this very Node with `args`, its stderr passed through; resolves with its stdout and exit
+ * code once it has exited (killed after `timeoutMs`, when given). */
+export function runNode(
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<{ stdout: string; code: number | null }> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    let stdout = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    const timer = options.timeoutMs ? setTimeout(() => child.kill("SIGKILL"), options.timeoutMs) : undefined;
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      resolveRun({ stdout, code });
+    });
+  });
+}
+
+export function piVersion(generation: PiGeneration): string {
+  const pkg = join(TOOLS[generation].cli, "..", "..", generation === "pi1" ? ".." : "", "package.json");
+  return (JSON.parse(readFileSync(pkg, "utf8")) as { version: string }).version;
+}
+
+export function nodeVersion(generation: PiGeneration): string {
+  return execFileSync(TOOLS[generation].node, ["-p", "process.versions.node"]).toString().trim();
 }
 
 // ---- Statistics ----
@@ -81,6 +135,10 @@ export function summarize(values: number[]): Summary {
   const mid = Math.floor(sorted.length / 2);
   const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   return { median, min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length };
+}
+
+export function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
 }
 
 export function sleep(ms: number): Promise<void> {
