@@ -1,6 +1,6 @@
 //! The Codex backend under `/backend-api`: the model stream and the profile (the usage
-//! endpoints are in `usage.rs`). Every request must name a scripted account in `chatgpt-account-id` and
-//! carry one of that account's valid access tokens.
+//! endpoints are in `usage.rs`). Every request must name a scripted account in
+//! `chatgpt-account-id` and carry one of that account's valid access tokens.
 
 use std::collections::BTreeMap;
 use std::io::Read;
