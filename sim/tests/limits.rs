@@ -193,6 +193,46 @@ async fn a_spent_window_refuses_with_the_real_429_and_its_reset() {
 }
 
 #[tokio::test]
+async fn the_refusals_reset_is_the_windows_even_after_a_long_latency() {
+    // The answer leaves more than a second after the decision: `resets_at` must still be
+    // the window's own reset, not a countdown restarted at sending.
+    let account = AccountScript::new("acct-a").with_usage(Usage::weekly_only(100.0));
+    let script = Script::default()
+        .with_account(account)
+        .with_latency_ms(1100);
+    let sim = Simulator::start(script).await.expect("sim starts");
+    let refused = post_responses(&sim, "acct-a").await;
+    assert_eq!(refused.status(), 429);
+    let reset_at = number(&refused, "x-codex-primary-reset-at");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["resets_at"], reset_at);
+}
+
+#[tokio::test]
+async fn two_spent_windows_refuse_until_the_later_reset() {
+    let account = AccountScript::new("acct-a").with_usage(Usage {
+        primary: Some(window(100.0, 300, 5000)),
+        secondary: Some(window(100.0, 10080, 90_000)),
+    });
+    let sim = start(account).await;
+    let refused = post_responses(&sim, "acct-a").await;
+    assert_eq!(refused.status(), 429);
+    let weekly_reset = number(&refused, "x-codex-secondary-reset-at");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["resets_at"], weekly_reset);
+}
+
+#[tokio::test]
+async fn a_spent_window_whose_reset_has_passed_no_longer_refuses() {
+    let account = AccountScript::new("acct-a").with_usage(Usage {
+        primary: Some(window(100.0, 300, 0)),
+        secondary: None,
+    });
+    let sim = start(account).await;
+    assert_eq!(post_responses(&sim, "acct-a").await.status(), 200);
+}
+
+#[tokio::test]
 async fn a_spent_family_stops_only_its_own_models() {
     let account = AccountScript::new("acct-a").with_family(spark(Usage {
         primary: Some(window(35.0, 300, 3000)),
@@ -300,6 +340,20 @@ async fn credits_pay_for_a_spent_family_too() {
     assert_eq!(post_model(&sim, "acct-a", SPARK).await.status(), 200);
     assert_eq!(post_model(&sim, "acct-a", SPARK).await.status(), 429);
     assert_eq!(sim.credits("acct-a").map(|c| c.balance), Some(0.0));
+}
+
+#[tokio::test]
+async fn has_credits_without_a_balance_pays_nothing() {
+    let account = AccountScript::new("acct-a")
+        .with_usage(Usage::weekly_only(100.0))
+        .with_credits(Credits {
+            has_credits: true,
+            ..Credits::default()
+        });
+    let sim = start(account).await;
+    assert_eq!(post_responses(&sim, "acct-a").await.status(), 429);
+    let payload = usage_payload(&sim, "acct-a").await;
+    assert_eq!(payload["rate_limit"]["allowed"], false);
 }
 
 #[tokio::test]
@@ -445,11 +499,12 @@ async fn every_plan_reports_its_own_windows() {
 
 #[tokio::test]
 async fn a_no_data_window_never_refuses() {
-    // A spent "no data" window has no reset: it is reported but never refuses.
+    // A "no data" window has no length and no reset: even at 100% it never refuses.
     let account = AccountScript::new("acct-a").with_usage(Usage {
         primary: Some(Window::monthly(20.0)),
         secondary: Some(Window {
             used_percent: 100.0,
+            reset_after_seconds: 600,
             ..Window::no_data()
         }),
     });

@@ -121,6 +121,27 @@ async fn usage_calls_are_logged_with_their_client_headers() {
 }
 
 #[tokio::test]
+async fn the_usage_log_keeps_only_the_newest_calls() {
+    let mut script = Script::default().with_account(AccountScript::new("acct-a"));
+    script.request_log_limit = 2;
+    let sim = Simulator::start(script).await.expect("sim starts");
+    for agent in ["one/1", "two/2", "three/3"] {
+        assert_eq!(usage_with(&sim, Some(agent), None).await.status(), 200);
+    }
+    let agents: Vec<Option<String>> = sim
+        .stats()
+        .usage_requests
+        .into_iter()
+        .map(|r| r.user_agent)
+        .collect();
+    assert_eq!(
+        agents,
+        [Some("two/2".to_string()), Some("three/3".to_string())]
+    );
+    assert_eq!(sim.stats().account("acct-a").wham_usage, 3);
+}
+
+#[tokio::test]
 async fn the_cdn_challenges_calls_without_a_client_user_agent() {
     let sim = start(challenge_mode(CdnChallenge::WithoutUserAgent)).await;
 
