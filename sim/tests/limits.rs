@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get_backend, header_text, post_model, post_responses};
+use common::{assert_header, get_backend, header_text, post_model, post_responses};
 use dispatch_sim::{
     AccountScript, Behavior, Credits, FamilyScript, LimitsError, LimitsUpdate, Script, Simulator,
     Usage, Window,
@@ -52,33 +52,14 @@ async fn every_reply_reports_each_family_and_the_family_it_counted_against() {
 
     let main = post_model(&sim, "acct-a", MAIN_MODEL).await;
     assert_eq!(main.status(), 200);
-    let text = |name: &str| header_text(&main, name);
-    assert_eq!(text("x-codex-active-limit").as_deref(), Some("codex"));
-    assert_eq!(text("x-codex-primary-used-percent").as_deref(), Some("10"));
-    assert_eq!(
-        text("x-codex-secondary-used-percent").as_deref(),
-        Some("20")
-    );
-    assert_eq!(
-        text("x-codex-bengalfox-primary-used-percent").as_deref(),
-        Some("30")
-    );
-    assert_eq!(
-        text("x-codex-bengalfox-primary-window-minutes").as_deref(),
-        Some("300")
-    );
-    assert_eq!(
-        text("x-codex-bengalfox-secondary-used-percent").as_deref(),
-        Some("60")
-    );
-    assert_eq!(
-        text("x-codex-bengalfox-secondary-window-minutes").as_deref(),
-        Some("10080")
-    );
-    assert_eq!(
-        text("x-codex-bengalfox-limit-name").as_deref(),
-        Some("GPT-5.3-Codex-Spark")
-    );
+    assert_header(&main, "x-codex-active-limit", "codex");
+    assert_header(&main, "x-codex-primary-used-percent", "10");
+    assert_header(&main, "x-codex-secondary-used-percent", "20");
+    assert_header(&main, "x-codex-bengalfox-primary-used-percent", "30");
+    assert_header(&main, "x-codex-bengalfox-primary-window-minutes", "300");
+    assert_header(&main, "x-codex-bengalfox-secondary-used-percent", "60");
+    assert_header(&main, "x-codex-bengalfox-secondary-window-minutes", "10080");
+    assert_header(&main, "x-codex-bengalfox-limit-name", "GPT-5.3-Codex-Spark");
     let reset_after = number(&main, "x-codex-bengalfox-primary-reset-after-seconds");
     assert!((17_990..=18_000).contains(&reset_after), "{reset_after}");
     let now = std::time::SystemTime::now()
@@ -87,30 +68,18 @@ async fn every_reply_reports_each_family_and_the_family_it_counted_against() {
         .as_secs();
     let reset_at = number(&main, "x-codex-bengalfox-secondary-reset-at");
     assert!(reset_at.abs_diff(now + 604_800) <= 2, "{reset_at}");
-    assert_eq!(
-        text("x-codex-credits-has-credits").as_deref(),
-        Some("false")
-    );
-    assert_eq!(text("x-codex-credits-unlimited").as_deref(), Some("false"));
-    assert_eq!(text("x-codex-credits-balance").as_deref(), Some("0"));
-    assert_eq!(text("x-codex-plan-type").as_deref(), Some("plus"));
+    assert_header(&main, "x-codex-credits-has-credits", "false");
+    assert_header(&main, "x-codex-credits-unlimited", "false");
+    assert_header(&main, "x-codex-credits-balance", "0");
+    assert_header(&main, "x-codex-plan-type", "plus");
 
     // The family comes from the model in the (zstd) body; the plain headers stay the
     // main family's.
     let family = post_model(&sim, "acct-a", SPARK).await;
     assert_eq!(family.status(), 200);
-    assert_eq!(
-        header_text(&family, "x-codex-active-limit").as_deref(),
-        Some("codex_bengalfox")
-    );
-    assert_eq!(
-        header_text(&family, "x-codex-primary-used-percent").as_deref(),
-        Some("10")
-    );
-    assert_eq!(
-        header_text(&family, "x-codex-bengalfox-primary-used-percent").as_deref(),
-        Some("30")
-    );
+    assert_header(&family, "x-codex-active-limit", "codex_bengalfox");
+    assert_header(&family, "x-codex-primary-used-percent", "10");
+    assert_header(&family, "x-codex-bengalfox-primary-used-percent", "30");
 }
 
 #[tokio::test]
@@ -122,30 +91,18 @@ async fn the_plain_headers_can_carry_the_active_familys_numbers() {
     let sim = start(account).await;
 
     let family = post_model(&sim, "acct-a", SPARK).await;
-    assert_eq!(
-        header_text(&family, "x-codex-primary-used-percent").as_deref(),
-        Some("70")
-    );
-    assert_eq!(
-        header_text(&family, "x-codex-primary-window-minutes").as_deref(),
-        Some("10080")
-    );
+    assert_header(&family, "x-codex-primary-used-percent", "70");
+    assert_header(&family, "x-codex-primary-window-minutes", "10080");
     assert_eq!(
         header_text(&family, "x-codex-secondary-used-percent"),
         None,
         "the family has no secondary window"
     );
-    assert_eq!(
-        header_text(&family, "x-codex-active-limit").as_deref(),
-        Some("codex_bengalfox")
-    );
+    assert_header(&family, "x-codex-active-limit", "codex_bengalfox");
 
     // A main-model request still reports the main windows.
     let main = post_model(&sim, "acct-a", MAIN_MODEL).await;
-    assert_eq!(
-        header_text(&main, "x-codex-primary-used-percent").as_deref(),
-        Some("10")
-    );
+    assert_header(&main, "x-codex-primary-used-percent", "10");
 }
 
 #[tokio::test]
@@ -158,10 +115,7 @@ async fn a_spent_window_refuses_with_the_real_429_and_its_reset() {
 
     let refused = post_responses(&sim, "acct-a").await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(
-        header_text(&refused, "x-codex-active-limit").as_deref(),
-        Some("codex")
-    );
+    assert_header(&refused, "x-codex-active-limit", "codex");
     let reset_at = number(&refused, "x-codex-primary-reset-at");
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["type"], "usage_limit_reached");
@@ -242,10 +196,7 @@ async fn a_spent_family_stops_only_its_own_models() {
 
     let refused = post_model(&sim, "acct-a", SPARK).await;
     assert_eq!(refused.status(), 429);
-    assert_eq!(
-        header_text(&refused, "x-codex-active-limit").as_deref(),
-        Some("codex_bengalfox")
-    );
+    assert_header(&refused, "x-codex-active-limit", "codex_bengalfox");
     let reset_at = number(&refused, "x-codex-bengalfox-secondary-reset-at");
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["type"], "usage_limit_reached");
@@ -289,24 +240,12 @@ async fn credits_pay_for_requests_past_the_limit_until_they_run_out() {
 
     let first = post_responses(&sim, "acct-a").await;
     assert_eq!(first.status(), 200);
-    assert_eq!(
-        header_text(&first, "x-codex-credits-balance").as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        header_text(&first, "x-codex-credits-has-credits").as_deref(),
-        Some("true")
-    );
+    assert_header(&first, "x-codex-credits-balance", "1");
+    assert_header(&first, "x-codex-credits-has-credits", "true");
     let second = post_responses(&sim, "acct-a").await;
     assert_eq!(second.status(), 200);
-    assert_eq!(
-        header_text(&second, "x-codex-credits-balance").as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        header_text(&second, "x-codex-credits-has-credits").as_deref(),
-        Some("false")
-    );
+    assert_header(&second, "x-codex-credits-balance", "0");
+    assert_header(&second, "x-codex-credits-has-credits", "false");
     assert_eq!(post_responses(&sim, "acct-a").await.status(), 429);
 
     let counts = sim.stats().account("acct-a");
@@ -322,10 +261,7 @@ async fn credits_pay_for_requests_past_the_limit_until_they_run_out() {
     for _ in 0..3 {
         let served = post_responses(&sim, "acct-a").await;
         assert_eq!(served.status(), 200);
-        assert_eq!(
-            header_text(&served, "x-codex-credits-unlimited").as_deref(),
-            Some("true")
-        );
+        assert_header(&served, "x-codex-credits-unlimited", "true");
     }
     assert_eq!(sim.credits("acct-a"), Some(Credits::unlimited()));
     assert_eq!(sim.stats().account("acct-a").credit_served, 5);
@@ -455,26 +391,11 @@ async fn every_plan_reports_its_own_windows() {
         "a free account's empty secondary is \"no data\""
     );
     let reply = post_responses(&sim, "free").await;
-    assert_eq!(
-        header_text(&reply, "x-codex-primary-window-minutes").as_deref(),
-        Some("43200")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-secondary-used-percent").as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-secondary-window-minutes").as_deref(),
-        Some("0")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-secondary-reset-at").as_deref(),
-        Some("")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-secondary-reset-after-seconds").as_deref(),
-        Some("")
-    );
+    assert_header(&reply, "x-codex-primary-window-minutes", "43200");
+    assert_header(&reply, "x-codex-secondary-used-percent", "0");
+    assert_header(&reply, "x-codex-secondary-window-minutes", "0");
+    assert_header(&reply, "x-codex-secondary-reset-at", "");
+    assert_header(&reply, "x-codex-secondary-reset-after-seconds", "");
 
     let pro = usage_payload(&sim, "pro").await;
     assert_eq!(pro["plan_type"], "pro");
@@ -491,9 +412,10 @@ async fn every_plan_reports_its_own_windows() {
         2_592_000
     );
     let reply = post_responses(&sim, "biz").await;
-    assert_eq!(
-        header_text(&reply, "x-codex-plan-type").as_deref(),
-        Some("self_serve_business_usage_based")
+    assert_header(
+        &reply,
+        "x-codex-plan-type",
+        "self_serve_business_usage_based",
     );
 }
 
@@ -543,18 +465,9 @@ async fn scripts_in_json_load_every_new_key() {
         Some("100"),
         "the plain headers carry the family's numbers"
     );
-    assert_eq!(
-        header_text(&reply, "x-codex-credits-balance").as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-promo-message").as_deref(),
-        Some("Try Spark")
-    );
-    assert_eq!(
-        header_text(&reply, "x-codex-plan-type").as_deref(),
-        Some("prolite")
-    );
+    assert_header(&reply, "x-codex-credits-balance", "1");
+    assert_header(&reply, "x-codex-promo-message", "Try Spark");
+    assert_header(&reply, "x-codex-plan-type", "prolite");
     let payload = usage_payload(&sim, "acct-a").await;
     assert_eq!(
         payload["rate_limit"]["secondary_window"]["limit_window_seconds"],

@@ -51,6 +51,20 @@ async fn consume(sim: &Simulator, body: Value) -> reqwest::Response {
         .expect("sent")
 }
 
+/// The JSON a 200 answer carries.
+async fn json_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+async fn consumed(sim: &Simulator, body: Value) -> Value {
+    json_of(consume(sim, body).await).await
+}
+
+async fn listed(sim: &Simulator) -> Value {
+    json_of(get_backend(sim, "acct-a", "/wham/rate-limit-reset-credits").await).await
+}
+
 fn challenge_mode(mode: CdnChallenge) -> AccountScript {
     AccountScript::new("acct-a").with_usage_endpoint(UsageEndpointScript {
         cdn_challenge: mode,
@@ -219,13 +233,9 @@ async fn a_banked_reset_lifts_a_spent_limit_before_its_reset() {
     let sim = start(account).await;
     assert_eq!(post_responses(&sim, "acct-a").await.status(), 429);
 
-    let listed: Value = get_backend(&sim, "acct-a", "/wham/rate-limit-reset-credits")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(listed["available_count"], 2);
-    let credits = listed["credits"].as_array().expect("a list");
+    let banked = listed(&sim).await;
+    assert_eq!(banked["available_count"], 2);
+    let credits = banked["credits"].as_array().expect("a list");
     assert_eq!(credits.len(), 2);
     let first = &credits[0];
     assert_eq!(first["reset_type"], "codex_rate_limits");
@@ -235,21 +245,15 @@ async fn a_banked_reset_lifts_a_spent_limit_before_its_reset() {
     assert!(first["expires_at"].as_str().is_some_and(|at| at > granted));
     let first_id = first["id"].as_str().expect("an id").to_string();
 
-    let reset = consume(
+    let answer = consumed(
         &sim,
         json!({"redeem_request_id": "redeem-1", "credit_id": first_id}),
     )
     .await;
-    assert_eq!(reset.status(), 200);
-    let answer: Value = reset.json().await.expect("json");
     assert_eq!(answer, json!({"code": "reset", "windows_reset": 2}));
 
     // The usage shows the limit lifted, with fresh windows ahead.
-    let payload: Value = get_backend(&sim, "acct-a", "/wham/usage")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let payload = json_of(get_backend(&sim, "acct-a", "/wham/usage").await).await;
     let primary = &payload["rate_limit"]["primary_window"];
     assert_eq!(primary["used_percent"], json!(0));
     let after = primary["reset_after_seconds"].as_u64().expect("number");
@@ -263,20 +267,12 @@ async fn a_banked_reset_lifts_a_spent_limit_before_its_reset() {
     assert_eq!(post_responses(&sim, "acct-a").await.status(), 200);
 
     // The same redeem id again is a repeat; with nothing used there is nothing to reset.
-    let again: Value = consume(&sim, json!({"redeem_request_id": "redeem-1"}))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let again = consumed(&sim, json!({"redeem_request_id": "redeem-1"})).await;
     assert_eq!(
         again,
         json!({"code": "already_redeemed", "windows_reset": 0})
     );
-    let idle: Value = consume(&sim, json!({"redeem_request_id": "redeem-2"}))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let idle = consumed(&sim, json!({"redeem_request_id": "redeem-2"})).await;
     assert_eq!(
         idle,
         json!({"code": "nothing_to_reset", "windows_reset": 0})
@@ -285,17 +281,9 @@ async fn a_banked_reset_lifts_a_spent_limit_before_its_reset() {
     // Spend the last one, then there is none.
     sim.set_usage("acct-a", Usage::percent(50.0, 10.0))
         .expect("known account");
-    let last: Value = consume(&sim, json!({"redeem_request_id": "redeem-3"}))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let last = consumed(&sim, json!({"redeem_request_id": "redeem-3"})).await;
     assert_eq!(last["code"], "reset");
-    let none: Value = consume(&sim, json!({"redeem_request_id": "redeem-4"}))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let none = consumed(&sim, json!({"redeem_request_id": "redeem-4"})).await;
     assert_eq!(none, json!({"code": "no_credit", "windows_reset": 0}));
 
     let bad = consume(&sim, json!({"credit_id": "x"})).await;
@@ -316,21 +304,13 @@ async fn an_unknown_credit_id_consumes_nothing() {
         .with_usage(Usage::percent(80.0, 10.0))
         .with_banked_resets(1);
     let sim = start(account).await;
-    let answer: Value = consume(
+    let answer = consumed(
         &sim,
         json!({"redeem_request_id": "r", "credit_id": "rlrc_nope"}),
     )
-    .await
-    .json()
-    .await
-    .expect("json");
+    .await;
     assert_eq!(answer, json!({"code": "no_credit", "windows_reset": 0}));
-    let listed: Value = get_backend(&sim, "acct-a", "/wham/rate-limit-reset-credits")
-        .await
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(listed["available_count"], 1);
+    assert_eq!(listed(&sim).await["available_count"], 1);
     let bad_method = client()
         .get(format!(
             "{}/wham/rate-limit-reset-credits/consume",

@@ -141,3 +141,13 @@ pub fn header_text(response: &reqwest::Response, name: &str) -> Option<String> {
         .get(name)
         .map(|v| v.to_str().expect("ascii header").to_string())
 }
+
+/// Asserts a header's text.
+#[track_caller]
+pub fn assert_header(response: &reqwest::Response, name: &str, expected: &str) {
+    assert_eq!(
+        header_text(response, name).as_deref(),
+        Some(expected),
+        "{name}"
+    );
+}
