@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::limits::{LimitsError, LimitsUpdate};
 use crate::reply::{self, Reply};
 use crate::script::{Behavior, TokenBehavior, Usage};
 use crate::state::{ApproveError, Shared, UnknownAccount};
@@ -102,6 +103,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
                 Ok(()) => done(),
                 Err(e) => unknown(&e),
             },
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["usage", id, family]) => match parse::<Usage>(&body) {
+            Ok(usage) => limits_done(shared.world.lock().set_family_usage(id, family, &usage)),
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["limits", id]) => match parse::<LimitsUpdate>(&body) {
+            Ok(update) => limits_done(shared.world.lock().update_limits(id, update)),
             Err(message) => bad_request(&message),
         },
         (Method::POST, ["revoke", id]) => {
@@ -229,4 +238,12 @@ fn done() -> Reply {
 
 fn unknown(error: &UnknownAccount) -> Reply {
     reply::json(404, &json!({"ok": false, "error": error.to_string()}))
+}
+
+fn limits_done(result: Result<(), LimitsError>) -> Reply {
+    match result {
+        Ok(()) => done(),
+        Err(LimitsError::UnknownAccount(e)) => unknown(&e),
+        Err(LimitsError::InvalidFamily(message)) => bad_request(&message),
+    }
 }

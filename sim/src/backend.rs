@@ -1,6 +1,6 @@
-//! The Codex backend under `/backend-api`: the model stream, the usage endpoints and
-//! the profile. Every request must name a scripted account in `chatgpt-account-id` and
-//! carry one of that account's valid access tokens.
+//! The Codex backend under `/backend-api`: the model stream and the profile (the usage
+//! endpoints are in `usage.rs`). Every request must name a scripted account in
+//! `chatgpt-account-id` and carry one of that account's valid access tokens.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,26 +10,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
 use crate::body::{SimBody, Step};
 use crate::clock;
+use crate::limits::{Gate, LimitReport};
 use crate::reply::{self, Reply};
 use crate::script::Behavior;
 use crate::sse::ResponseEvents;
-use crate::state::{AccessCheck, LiveUsage, LiveWindow, RequestTracker, Shared};
+use crate::state::{AccessCheck, RequestTracker, Shared};
 use crate::stats::{Outcome, RecordedRequest};
-
-/// Which of the two usage paths was called; tests can script them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UsagePath {
-    /// `/backend-api/wham/usage`
-    Wham,
-    /// `/backend-api/codex/usage`
-    Codex,
-}
 
 /// `POST /backend-api/codex/responses`.
 pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
@@ -82,11 +74,26 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
         match (&check, account_id.as_deref()) {
             (AccessCheck::Ok, Some(id)) => {
                 if let Ok(account) = world.account_mut(id) {
-                    let behavior = account.next_behavior();
+                    // A queued behavior is answered as scripted; only the default
+                    // answer is held to the limits.
+                    let family = account.limits.family_of(model.as_deref());
+                    let now_s = clock::now_s();
+                    let gate = if account.behaviors.is_empty() {
+                        account.gate(family, now_s)
+                    } else {
+                        Gate::Open
+                    };
+                    let behavior = match gate {
+                        Gate::Refused { resets_at_s } => {
+                            Behavior::usage_limit(resets_at_s.saturating_sub(now_s))
+                        }
+                        _ => account.next_behavior(),
+                    };
                     plan = Some(Answer {
                         account_id: id.to_string(),
                         plan_type: account.script.plan.clone(),
-                        usage: account.usage.clone(),
+                        limits: account.limit_report(family),
+                        gate,
                         behavior,
                         model,
                         input_bytes: decoded.as_ref().map_or(raw.len(), Bytes::len),
@@ -104,6 +111,11 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
             counts.responses += 1;
             if let Some(answer) = &plan {
                 counts.served += 1;
+                match answer.gate {
+                    Gate::Open => {}
+                    Gate::PaidFromCredits => counts.credit_served += 1,
+                    Gate::Refused { .. } => counts.limit_refused += 1,
+                }
                 *counts
                     .behaviors
                     .entry(answer.behavior.kind().to_string())
@@ -152,17 +164,22 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
 struct Answer {
     account_id: String,
     plan_type: String,
-    usage: LiveUsage,
+    limits: LimitReport,
+    gate: Gate,
     behavior: Behavior,
     model: Option<String>,
     input_bytes: usize,
 }
 
 impl Answer {
-    async fn send(self) -> Reply {
+    async fn send(mut self) -> Reply {
         let events = ResponseEvents::new(self.model.clone(), self.input_bytes);
         let default_text = format!("hello from {}", self.account_id);
         let now = clock::now_s();
+        if let Gate::Refused { resets_at_s } = self.gate {
+            // Counted from the moment of sending, so `resets_at` is the spent window's.
+            self.behavior = Behavior::usage_limit(resets_at_s.saturating_sub(now));
+        }
         let mut reply = match self.behavior.clone() {
             Behavior::Ok {
                 text,
@@ -239,7 +256,7 @@ impl Answer {
             Behavior::HangBeforeHeaders => std::future::pending().await,
             Behavior::HangAfterHeaders => sse(std::iter::once(Step::Hang)),
         };
-        add_rate_limit_headers(reply.headers_mut(), &self.usage, &self.plan_type, now);
+        self.limits.add_headers(reply.headers_mut(), now);
         reply
     }
 }
@@ -259,119 +276,6 @@ fn with_retry_after(mut reply: Reply, seconds: Option<u64>) -> Reply {
             .insert("retry-after", HeaderValue::from(seconds));
     }
     reply
-}
-
-/// The `x-codex-*` headers every model reply carries; a null window is left out.
-fn add_rate_limit_headers(headers: &mut HeaderMap, usage: &LiveUsage, plan_type: &str, now: u64) {
-    let windows = [("primary", &usage.primary), ("secondary", &usage.secondary)];
-    for (name, window) in windows {
-        let Some(window) = window else { continue };
-        let values = [
-            ("used-percent", format_percent(window.used_percent)),
-            ("window-minutes", window.window_minutes.to_string()),
-            ("reset-at", window.reset_at_s.to_string()),
-            ("reset-after-seconds", window.reset_after_s(now).to_string()),
-        ];
-        for (suffix, value) in values {
-            insert(headers, &format!("x-codex-{name}-{suffix}"), &value);
-        }
-    }
-    insert(headers, "x-codex-plan-type", plan_type);
-}
-
-fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(name, value);
-    }
-}
-
-/// `42` rather than `42.0` for whole percentages, like the real headers.
-fn format_percent(percent: f64) -> String {
-    format!("{percent}")
-}
-
-/// `GET /backend-api/wham/usage` and `GET /backend-api/codex/usage`.
-pub(crate) async fn usage(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-    path: UsagePath,
-) -> Reply {
-    let headers = request.headers();
-    let account_id = header(headers, "chatgpt-account-id");
-    let found = {
-        let mut world = shared.world.lock();
-        let check = world.check_access(account_id, bearer(headers));
-        let found = match (check, account_id.and_then(|id| world.account(id))) {
-            (AccessCheck::Ok, Some(account)) => Some((
-                account.usage.clone(),
-                account.script.plan.clone(),
-                account.usage_endpoint.clone(),
-            )),
-            _ => None,
-        };
-        match account_id.filter(|id| world.account(id).is_some()) {
-            Some(id) => match path {
-                UsagePath::Wham => world.recorder.account(id).wham_usage += 1,
-                UsagePath::Codex => world.recorder.account(id).codex_usage += 1,
-            },
-            None => world.recorder.global.unknown_account += 1,
-        }
-        found
-    };
-    let Some((usage, plan_type, script)) = found else {
-        return reply::error(
-            401,
-            "invalid_request_error",
-            "token_invalid",
-            "Unauthorized",
-        );
-    };
-
-    let (delay_ms, status) = match path {
-        UsagePath::Wham => (script.wham_delay_ms, script.wham_status),
-        UsagePath::Codex => (script.codex_delay_ms, script.codex_status),
-    };
-    let delay_ms = delay_ms.unwrap_or(script.delay_ms);
-    if delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    }
-    match status {
-        Some(status) if status != 200 => reply::error(
-            status,
-            "server_error",
-            "simulated_failure",
-            "dispatch-sim: this usage path is scripted to fail",
-        ),
-        _ => reply::json(200, &usage_payload(&usage, &plan_type, clock::now_s())),
-    }
-}
-
-/// The usage payload documented in codex-backend.md.
-pub(crate) fn usage_payload(usage: &LiveUsage, plan_type: &str, now: u64) -> Value {
-    let window = |w: &Option<LiveWindow>| match w {
-        Some(w) => json!({
-            "used_percent": w.used_percent,
-            "limit_window_seconds": w.window_minutes * 60,
-            "reset_after_seconds": w.reset_after_s(now),
-            "reset_at": w.reset_at_s,
-        }),
-        None => Value::Null,
-    };
-    let reached = usage.limit_reached();
-    json!({
-        "plan_type": plan_type,
-        "rate_limit": {
-            "allowed": !reached,
-            "limit_reached": reached,
-            "primary_window": window(&usage.primary),
-            "secondary_window": window(&usage.secondary),
-        },
-        "credits": {"has_credits": false, "unlimited": false, "balance": "0"},
-        "additional_rate_limits": [],
-    })
 }
 
 /// `GET /backend-api/me`.
@@ -407,7 +311,7 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = header(headers, "authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -480,11 +384,5 @@ mod tests {
         let both = [one, two].concat();
         assert_eq!(decode_zstd(&both).as_deref(), Ok(&b"hello world"[..]));
         assert!(decode_zstd(b"not zstd").is_err());
-    }
-
-    #[test]
-    fn percent_formatting() {
-        assert_eq!(format_percent(42.0), "42");
-        assert_eq!(format_percent(12.5), "12.5");
     }
 }

@@ -21,6 +21,7 @@ mod backend;
 mod body;
 mod clock;
 mod jwt;
+mod limits;
 mod oauth;
 mod reply;
 mod script;
@@ -29,15 +30,17 @@ mod simulator;
 mod sse;
 mod state;
 mod stats;
+mod usage;
 
 pub use jwt::{AUTH_CLAIM, PROFILE_CLAIM, Tokens, decode_jwt_payload, make_jwt, pkce_challenge};
+pub use limits::{LimitsError, LimitsUpdate};
 pub use script::{
-    AccountScript, Behavior, DeviceScript, Script, StreamErrorStyle, TokenBehavior, Usage,
-    UsageEndpointScript, Window, account_name,
+    AccountScript, Behavior, CdnChallenge, Credits, DeviceScript, FamilyScript, Script,
+    StreamErrorStyle, TokenBehavior, Usage, UsageEndpointScript, Window, account_name,
 };
 pub use simulator::Simulator;
 pub use state::{ApproveError, UnknownAccount};
-pub use stats::{AccountCounts, GlobalCounts, Outcome, RecordedRequest, Stats};
+pub use stats::{AccountCounts, GlobalCounts, Outcome, RecordedRequest, Stats, UsageRequest};
 
 /// The OAuth client id of the Codex CLI, which pi uses too.
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";

@@ -119,6 +119,33 @@ pub struct AccountScript {
     /// How the usage endpoints answer for this account.
     #[serde(default)]
     pub usage_endpoint: UsageEndpointScript,
+    /// Per-model limit families besides the main `codex` windows (e.g. Spark's
+    /// `codex_bengalfox`).
+    #[serde(default)]
+    pub families: Vec<FamilyScript>,
+    /// Purchased credits: reported in the usage payload and headers, and they pay for
+    /// requests past a spent window.
+    #[serde(default)]
+    pub credits: Credits,
+    /// How many banked rate-limit resets `/wham/rate-limit-reset-credits` offers.
+    #[serde(default)]
+    pub banked_resets: u32,
+    /// `rate_limit_reached_type.type` in the usage payload (e.g.
+    /// `workspace_member_credits_depleted`); when unset it is `rate_limit_reached` while a
+    /// main window is spent, else null.
+    #[serde(default)]
+    pub rate_limit_reached_type: Option<String>,
+    /// The real backend's quirk: a request for a family's model gets that family's numbers
+    /// in the plain `x-codex-primary-*`/`secondary-*` headers.
+    #[serde(default)]
+    pub family_in_plain_headers: bool,
+    /// Refuse a request whose family has a spent window with the real 429 (unless credits
+    /// pay for it). A queued behavior is always answered as scripted.
+    #[serde(default = "default_true")]
+    pub enforce_limits: bool,
+    /// `x-codex-promo-message` on every model reply.
+    #[serde(default)]
+    pub promo_message: Option<String>,
 }
 
 fn default_plan() -> String {
@@ -143,6 +170,13 @@ impl AccountScript {
             access_token_ttl_seconds: default_ttl(),
             token_behaviors: Vec::new(),
             usage_endpoint: UsageEndpointScript::default(),
+            families: Vec::new(),
+            credits: Credits::default(),
+            banked_resets: 0,
+            rate_limit_reached_type: None,
+            family_in_plain_headers: false,
+            enforce_limits: true,
+            promo_message: None,
         }
     }
 
@@ -254,6 +288,8 @@ fn weekly_window() -> Option<Window> {
 pub struct Window {
     #[serde(default)]
     pub used_percent: f64,
+    /// 0 (or left out) makes a "no data" window: no length and no reset.
+    #[serde(default)]
     pub window_minutes: u64,
     #[serde(default)]
     pub reset_after_seconds: u64,
@@ -490,6 +526,9 @@ pub struct UsageEndpointScript {
     /// Status for `/codex/usage`.
     #[serde(default)]
     pub codex_status: Option<u16>,
+    /// When the CDN in front answers usage and banked-reset calls with its HTML challenge.
+    #[serde(default)]
+    pub cdn_challenge: CdnChallenge,
 }
 
 /// How the device-code login behaves.
@@ -519,6 +558,192 @@ impl Default for DeviceScript {
             account_id: None,
         }
     }
+}
+
+impl AccountScript {
+    pub fn with_families(mut self, families: Vec<FamilyScript>) -> AccountScript {
+        self.families = families;
+        self
+    }
+
+    pub fn with_family(mut self, family: FamilyScript) -> AccountScript {
+        self.families.push(family);
+        self
+    }
+
+    pub fn with_credits(mut self, credits: Credits) -> AccountScript {
+        self.credits = credits;
+        self
+    }
+
+    pub fn with_banked_resets(mut self, count: u32) -> AccountScript {
+        self.banked_resets = count;
+        self
+    }
+
+    pub fn with_rate_limit_reached_type(mut self, kind: &str) -> AccountScript {
+        self.rate_limit_reached_type = Some(kind.to_string());
+        self
+    }
+
+    pub fn with_family_in_plain_headers(mut self, on: bool) -> AccountScript {
+        self.family_in_plain_headers = on;
+        self
+    }
+
+    pub fn with_enforce_limits(mut self, on: bool) -> AccountScript {
+        self.enforce_limits = on;
+        self
+    }
+
+    pub fn with_promo_message(mut self, message: &str) -> AccountScript {
+        self.promo_message = Some(message.to_string());
+        self
+    }
+}
+
+/// The windows of each plan, as the real backend reports them.
+impl Usage {
+    /// Plus: 5 hours + weekly (the same as `percent`).
+    pub fn plus(five_hour: f64, weekly: f64) -> Usage {
+        Usage::percent(five_hour, weekly)
+    }
+
+    /// Pro: weekly only, reported as the primary window (the same as `weekly_only`).
+    pub fn pro(weekly: f64) -> Usage {
+        Usage::weekly_only(weekly)
+    }
+
+    /// Free: a 30-day window plus a "no data" secondary.
+    pub fn free(monthly: f64) -> Usage {
+        Usage {
+            primary: Some(Window::monthly(monthly)),
+            secondary: Some(Window::no_data()),
+        }
+    }
+}
+
+impl Window {
+    /// The 30-day (2592000 s) window of free accounts; paid plans have shown it as a
+    /// monthly meter too.
+    pub fn monthly(used_percent: f64) -> Window {
+        Window {
+            used_percent,
+            window_minutes: 30 * 24 * 60,
+            reset_after_seconds: 30 * 24 * 3600,
+        }
+    }
+
+    /// A window the backend has no data for: 0%, no length, no reset.
+    pub fn no_data() -> Window {
+        Window {
+            used_percent: 0.0,
+            window_minutes: 0,
+            reset_after_seconds: 0,
+        }
+    }
+}
+
+/// A per-model limit family: its own windows, counted by requests for its models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyScript {
+    /// The limit id (`metered_feature`), e.g. `codex_bengalfox`; its headers are
+    /// `x-<id with _ as ->-...`. Lowercase letters, digits, `_` and `-`; not `codex`.
+    pub id: String,
+    /// The display name (`limit_name`, `x-<prefix>-limit-name`); defaults to the id.
+    #[serde(default)]
+    pub limit_name: Option<String>,
+    /// Request models (the body's `model`, any case) that count against this family.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The family's windows, with the same defaults as an account's `usage`.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+impl FamilyScript {
+    /// A family at 0% in both default windows.
+    pub fn new(id: &str, limit_name: &str, models: &[&str]) -> FamilyScript {
+        FamilyScript {
+            id: id.to_string(),
+            limit_name: Some(limit_name.to_string()),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            usage: Usage::default(),
+        }
+    }
+
+    pub fn with_usage(mut self, usage: Usage) -> FamilyScript {
+        self.usage = usage;
+        self
+    }
+
+    /// The display name after defaults.
+    pub fn limit_name(&self) -> &str {
+        self.limit_name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// Purchased credits. With `unlimited`, or `hasCredits` and a positive balance, a request
+/// past a spent window is served and `costPerRequest` comes off the balance (not when
+/// unlimited). `hasCredits` turns false once the balance is used up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credits {
+    #[serde(default)]
+    pub has_credits: bool,
+    #[serde(default)]
+    pub unlimited: bool,
+    #[serde(default)]
+    pub balance: f64,
+    #[serde(default = "default_credit_cost")]
+    pub cost_per_request: f64,
+}
+
+fn default_credit_cost() -> f64 {
+    1.0
+}
+
+impl Default for Credits {
+    fn default() -> Credits {
+        Credits {
+            has_credits: false,
+            unlimited: false,
+            balance: 0.0,
+            cost_per_request: default_credit_cost(),
+        }
+    }
+}
+
+impl Credits {
+    /// A balance that pays for requests past 100%.
+    pub fn balance(balance: f64) -> Credits {
+        Credits {
+            has_credits: balance > 0.0,
+            balance,
+            ..Credits::default()
+        }
+    }
+
+    /// Credits that never run out.
+    pub fn unlimited() -> Credits {
+        Credits {
+            has_credits: true,
+            unlimited: true,
+            ..Credits::default()
+        }
+    }
+}
+
+/// When the CDN in front of the usage endpoints answers with its HTML challenge (403).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CdnChallenge {
+    #[default]
+    Never,
+    Always,
+    /// Calls with no User-Agent, or one of a bare HTTP library (curl, reqwest, node, ...).
+    WithoutUserAgent,
 }
 
 #[cfg(test)]

@@ -12,10 +12,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::backend::{self, UsagePath};
+use crate::backend;
 use crate::reply::{self, Reply};
 use crate::state::Shared;
-use crate::{admin, oauth};
+use crate::{admin, oauth, usage};
 
 /// Accepts connections until the task is aborted; aborting also drops (and so closes)
 /// every open connection, because they live in this task's `JoinSet`.
@@ -51,12 +51,14 @@ async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
     let path = request.uri().path().to_string();
     let get = request.method() == Method::GET;
     let post = request.method() == Method::POST;
+    if let Some((endpoint, method)) = usage::route(&path) {
+        if request.method() != method {
+            return reply::method_not_allowed();
+        }
+        return usage::handle(shared, request, endpoint).await;
+    }
     match path.as_str() {
         "/backend-api/codex/responses" => backend::codex_responses(shared, request).await,
-        "/backend-api/wham/usage" if get => backend::usage(shared, request, UsagePath::Wham).await,
-        "/backend-api/codex/usage" if get => {
-            backend::usage(shared, request, UsagePath::Codex).await
-        }
         "/backend-api/me" if get => backend::me(&shared, &request),
         "/oauth/authorize" if get => oauth::authorize(&shared, &request),
         "/oauth/token" if post => oauth::token(shared, request).await,
@@ -70,9 +72,7 @@ async fn route(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
              <p>Approve with POST /__sim/device/approve.</p>",
         ),
         p if p.starts_with("/__sim/") => admin::handle(shared, request).await,
-        "/backend-api/wham/usage"
-        | "/backend-api/codex/usage"
-        | "/backend-api/me"
+        "/backend-api/me"
         | "/oauth/authorize"
         | "/oauth/token"
         | "/api/accounts/deviceauth/usercode"

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::jwt::Tokens;
-use crate::script::{Behavior, Script, TokenBehavior, Usage};
+use crate::limits::{LimitsError, LimitsUpdate, validate_families};
+use crate::script::{Behavior, Credits, FamilyScript, Script, TokenBehavior, Usage};
 use crate::server;
 use crate::state::{ApproveError, Shared, UnknownAccount, World};
 use crate::stats::{RecordedRequest, Stats};
@@ -120,6 +121,65 @@ impl Simulator {
     /// Replaces the account's usage; `resetAfterSeconds` counts from now.
     pub fn set_usage(&self, account_id: &str, usage: Usage) -> Result<(), UnknownAccount> {
         self.shared.world.lock().set_usage(account_id, &usage)
+    }
+
+    /// Changes the account's limit families, credits, banked resets and limit flags; the
+    /// parts left `None` stay as they are.
+    pub fn update_limits(&self, account_id: &str, update: LimitsUpdate) -> Result<(), LimitsError> {
+        self.shared.world.lock().update_limits(account_id, update)
+    }
+
+    /// Replaces the account's credits.
+    pub fn set_credits(&self, account_id: &str, credits: Credits) -> Result<(), LimitsError> {
+        let update = LimitsUpdate {
+            credits: Some(credits),
+            ..LimitsUpdate::default()
+        };
+        self.update_limits(account_id, update)
+    }
+
+    /// Replaces the account's limit families; their resets count from now.
+    pub fn set_families(
+        &self,
+        account_id: &str,
+        families: Vec<FamilyScript>,
+    ) -> Result<(), LimitsError> {
+        let update = LimitsUpdate {
+            families: Some(families),
+            ..LimitsUpdate::default()
+        };
+        self.update_limits(account_id, update)
+    }
+
+    /// Replaces one family's windows; their resets count from now.
+    pub fn set_family_usage(
+        &self,
+        account_id: &str,
+        family_id: &str,
+        usage: Usage,
+    ) -> Result<(), LimitsError> {
+        self.shared
+            .world
+            .lock()
+            .set_family_usage(account_id, family_id, &usage)
+    }
+
+    /// Gives the account this many fresh banked resets (replacing those it had).
+    pub fn set_banked_resets(&self, account_id: &str, count: u32) -> Result<(), LimitsError> {
+        let update = LimitsUpdate {
+            banked_resets: Some(count),
+            ..LimitsUpdate::default()
+        };
+        self.update_limits(account_id, update)
+    }
+
+    /// The account's credits now, after what requests past 100% have spent.
+    pub fn credits(&self, account_id: &str) -> Option<Credits> {
+        self.shared
+            .world
+            .lock()
+            .account(account_id)
+            .map(|a| a.limits.credits.clone())
     }
 
     /// Replaces the account's `/oauth/token` behavior queue.
@@ -258,6 +318,9 @@ fn validate(script: &Script) -> io::Result<()> {
         }
         if !seen.insert(account.account_id.as_str()) {
             return invalid(format!("accountId {:?} appears twice", account.account_id));
+        }
+        if let Err(message) = validate_families(&account.families) {
+            return invalid(format!("account {:?}: {message}", account.account_id));
         }
     }
     if let Some(id) = &script.device.account_id

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use crate::clock;
 use crate::jwt::{self, Tokens};
+use crate::limits::AccountLimits;
 use crate::script::{
     AccountScript, Behavior, DeviceScript, Script, TokenBehavior, Usage, UsageEndpointScript,
 };
@@ -79,7 +80,7 @@ pub(crate) struct LiveUsage {
 }
 
 impl LiveUsage {
-    fn pin(usage: &Usage, now_s: u64) -> LiveUsage {
+    pub(crate) fn pin(usage: &Usage, now_s: u64) -> LiveUsage {
         let pin = |w: &crate::script::Window| LiveWindow {
             used_percent: w.used_percent,
             window_minutes: w.window_minutes,
@@ -89,13 +90,6 @@ impl LiveUsage {
             primary: usage.primary.as_ref().map(pin),
             secondary: usage.secondary.as_ref().map(pin),
         }
-    }
-
-    pub fn limit_reached(&self) -> bool {
-        [&self.primary, &self.secondary]
-            .into_iter()
-            .flatten()
-            .any(|w| w.used_percent >= 100.0)
     }
 }
 
@@ -107,6 +101,8 @@ pub(crate) struct Account {
     pub token_behaviors: VecDeque<TokenBehavior>,
     pub usage: LiveUsage,
     pub usage_endpoint: UsageEndpointScript,
+    /// Limit families, credits and banked resets.
+    pub limits: AccountLimits,
     /// Valid access tokens and when each expires (unix ms). Earlier tokens stay valid
     /// after a refresh until they expire, as with the real issuer.
     pub access_tokens: HashMap<String, u64>,
@@ -214,6 +210,7 @@ impl World {
                 token_behaviors: account_script.token_behaviors.iter().cloned().collect(),
                 usage: LiveUsage::pin(&account_script.usage, now_ms / 1000),
                 usage_endpoint: account_script.usage_endpoint.clone(),
+                limits: AccountLimits::new(account_script, now_ms / 1000),
                 access_tokens: HashMap::from([(tokens.access.clone(), tokens.expires_at_ms)]),
                 current: tokens,
             });

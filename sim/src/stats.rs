@@ -17,6 +17,8 @@ pub struct Stats {
     pub accounts: BTreeMap<String, AccountCounts>,
     pub global: GlobalCounts,
     pub requests: Vec<RecordedRequest>,
+    /// The usage and banked-reset calls, oldest first.
+    pub usage_requests: Vec<UsageRequest>,
 }
 
 impl Stats {
@@ -51,6 +53,19 @@ pub struct AccountCounts {
     pub token_failures: u64,
     /// Behaviors that served a request, by kind (`ok`, `usageLimit`, ...).
     pub behaviors: BTreeMap<String, u64>,
+    /// Requests past a spent window that were served and paid from credits.
+    pub credit_served: u64,
+    /// Requests refused with 429 because their family had a spent window (also counted
+    /// as `usageLimit` in `behaviors`).
+    pub limit_refused: u64,
+    /// Usage and banked-reset calls the CDN answered with its challenge page.
+    pub cdn_challenged: u64,
+    /// `GET /wham/rate-limit-reset-credits` calls naming this account.
+    pub reset_credits_listed: u64,
+    /// `POST /wham/rate-limit-reset-credits/consume` calls naming this account.
+    pub reset_consume_calls: u64,
+    /// Banked resets spent (the main windows went back to 0%).
+    pub resets_consumed: u64,
 }
 
 /// Counters not tied to a scripted account.
@@ -156,12 +171,30 @@ impl Serialize for RecordedRequest {
     }
 }
 
+/// One call to a usage or banked-reset endpoint, with the client headers that decide
+/// whether the CDN lets it through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRequest {
+    /// The `chatgpt-account-id` header, whether or not it names a scripted account.
+    pub account_id: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub user_agent: Option<String>,
+    pub originator: Option<String>,
+    /// The status answered (the delay, if any, comes after it was decided).
+    pub status: u16,
+    pub cdn_challenged: bool,
+    pub received_at_ms: u64,
+}
+
 /// The mutable book-keeping behind `Stats`.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     pub accounts: HashMap<String, AccountCounts>,
     pub global: GlobalCounts,
     pub requests: VecDeque<RecordedRequest>,
+    pub usage_requests: VecDeque<UsageRequest>,
     pub next_seq: u64,
     /// The log keeps only this many newest requests, so long benchmarks do not grow
     /// without bound; the counters are unaffected.
@@ -174,6 +207,7 @@ impl Recorder {
             accounts: HashMap::new(),
             global: GlobalCounts::default(),
             requests: VecDeque::new(),
+            usage_requests: VecDeque::new(),
             next_seq: 0,
             log_limit,
         }
@@ -192,6 +226,15 @@ impl Recorder {
                 .collect(),
             global: self.global.clone(),
             requests: self.requests.iter().cloned().collect(),
+            usage_requests: self.usage_requests.iter().cloned().collect(),
+        }
+    }
+
+    /// Appends a usage call to its log, which keeps as many as the request log.
+    pub fn push_usage_request(&mut self, request: UsageRequest) {
+        self.usage_requests.push_back(request);
+        while self.usage_requests.len() > self.log_limit {
+            self.usage_requests.pop_front();
         }
     }
 
@@ -219,5 +262,6 @@ impl Recorder {
         }
         self.global = GlobalCounts::default();
         self.requests.clear();
+        self.usage_requests.clear();
     }
 }

@@ -160,6 +160,106 @@ async fn admin_api_scripts_behaviors_usage_and_reports_stats() {
     );
 }
 
+#[tokio::test]
+async fn admin_api_changes_credits_families_and_banked_resets() {
+    let sim = Simulator::start(Script::default_accounts(1))
+        .await
+        .expect("sim starts");
+    let base = sim.base_url();
+    let access = sim.tokens("acct-a").expect("acct-a").access;
+    let usage = || async {
+        client()
+            .get(format!("{base}/backend-api/wham/usage"))
+            .header("authorization", format!("Bearer {access}"))
+            .header("chatgpt-account-id", "acct-a")
+            .send()
+            .await
+            .expect("sent")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+
+    let changed = admin_post(
+        &base,
+        "limits/acct-a",
+        json!({
+            "families": [{"id": "codex_bengalfox", "limitName": "GPT-5.3-Codex-Spark", "models": ["m"]}],
+            "credits": {"hasCredits": true, "balance": 4},
+            "bankedResets": 3,
+            "rateLimitReachedType": "workspace_owner_credits_depleted",
+            "promoMessage": "hello"
+        }),
+    )
+    .await;
+    assert_eq!(changed.status(), 200);
+    let family_usage = json!({"primary": {"usedPercent": 100, "windowMinutes": 300, "resetAfterSeconds": 60}, "secondary": null});
+    let set = admin_post(&base, "usage/acct-a/codex_bengalfox", family_usage.clone()).await;
+    assert_eq!(set.status(), 200);
+
+    let payload = usage().await;
+    assert_eq!(payload["credits"]["balance"], "4");
+    assert_eq!(
+        payload["additional_rate_limits"][0]["metered_feature"],
+        "codex_bengalfox"
+    );
+    assert_eq!(
+        payload["additional_rate_limits"][0]["rate_limit"]["primary_window"]["used_percent"],
+        json!(100)
+    );
+    assert_eq!(
+        payload["rate_limit_reached_type"]["type"],
+        "workspace_owner_credits_depleted"
+    );
+    assert_eq!(payload["rate_limit_reset_credits"]["available_count"], 3);
+
+    // The model "m" counts against the spent family; the credits pay for it.
+    let reply = model_call(&base, "acct-a", &access).await;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["x-codex-active-limit"], "codex_bengalfox");
+    assert_eq!(reply.headers()["x-codex-promo-message"], "hello");
+    let stats = admin_get(&base, "stats").await;
+    assert_eq!(stats["accounts"]["acct-a"]["creditServed"], 1);
+    assert_eq!(stats["accounts"]["acct-a"]["limitRefused"], 0);
+    assert_eq!(stats["usageRequests"][0]["path"], "/backend-api/wham/usage");
+    assert_eq!(stats["usageRequests"][0]["status"], 200);
+    assert_eq!(stats["usageRequests"][0]["cdnChallenged"], false);
+
+    // null clears a text; the other parts stay.
+    admin_post(
+        &base,
+        "limits/acct-a",
+        json!({"rateLimitReachedType": null, "credits": {}}),
+    )
+    .await;
+    let payload = usage().await;
+    assert_eq!(payload["rate_limit_reached_type"], Value::Null);
+    assert_eq!(payload["credits"]["has_credits"], false);
+    assert_eq!(payload["rate_limit_reset_credits"]["available_count"], 3);
+    assert_eq!(model_call(&base, "acct-a", &access).await.status(), 429);
+    let stats = admin_get(&base, "stats").await;
+    assert_eq!(stats["accounts"]["acct-a"]["limitRefused"], 1);
+
+    let status = |path: &'static str, body: Value| {
+        let base = base.clone();
+        async move { admin_post(&base, path, body).await.status() }
+    };
+    assert_eq!(status("limits/nope", json!({})).await, 404);
+    assert_eq!(
+        status("limits/acct-a", json!({"families": [{"id": "codex"}]})).await,
+        400
+    );
+    assert_eq!(status("limits/acct-a", json!({"credits": 5})).await, 400);
+    assert_eq!(
+        status("usage/acct-a/codex_nope", family_usage.clone()).await,
+        400
+    );
+    assert_eq!(
+        status("usage/nope/codex_bengalfox", family_usage).await,
+        404
+    );
+}
+
 /// Kills the child if a test assertion fails before it exits.
 struct ChildGuard(std::process::Child);
 

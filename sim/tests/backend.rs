@@ -166,8 +166,18 @@ async fn usage_limit_is_a_429_with_reset_and_rate_limit_headers() {
     let resets_at = body["error"]["resets_at"].as_u64().expect("resets_at");
     assert!(resets_at.abs_diff(now + 3600) <= 2);
 
-    // The queue is used up: the next request gets the default answer.
-    assert_eq!(post_responses(&sim, "acct-a").await.status(), 200);
+    // The queue is used up, but the window is still spent: the sim itself refuses, with
+    // the window's own reset.
+    let refused = post_responses(&sim, "acct-a").await;
+    assert_eq!(refused.status(), 429);
+    let reset_at: u64 = refused.headers()["x-codex-primary-reset-at"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("numeric reset-at");
+    let body: Value = refused.json().await.expect("json body");
+    assert_eq!(body["error"]["type"], "usage_limit_reached");
+    assert_eq!(body["error"]["resets_at"], reset_at);
 }
 
 #[tokio::test]

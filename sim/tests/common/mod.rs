@@ -98,3 +98,56 @@ pub fn percent_encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// POSTs a request for `model` to /codex/responses as `account_id`, its body
+/// zstd-compressed as pi 1.x sends it.
+pub async fn post_model(sim: &Simulator, account_id: &str, model: &str) -> reqwest::Response {
+    let token = sim.tokens(account_id).expect("scripted account").access;
+    let mut body = request_body();
+    body["model"] = model.into();
+    let json = serde_json::to_vec(&body).expect("serializes");
+    let compressed =
+        ruzstd::encoding::compress_to_vec(&json[..], ruzstd::encoding::CompressionLevel::Fastest);
+    client()
+        .post(format!("{}/codex/responses", sim.backend_base()))
+        .header("authorization", format!("Bearer {token}"))
+        .header("chatgpt-account-id", account_id)
+        .header("content-type", "application/json")
+        .header("content-encoding", "zstd")
+        .body(compressed)
+        .send()
+        .await
+        .expect("request reaches the sim")
+}
+
+/// GETs a backend path (`/wham/usage`, ...) as `account_id` with its access token.
+pub async fn get_backend(sim: &Simulator, account_id: &str, path: &str) -> reqwest::Response {
+    let token = sim.tokens(account_id).expect("scripted account").access;
+    client()
+        .get(format!("{}{path}", sim.backend_base()))
+        .header("authorization", format!("Bearer {token}"))
+        .header("chatgpt-account-id", account_id)
+        .header("user-agent", "codex_cli_rs/0.122.0 (Linux 6.8; x86_64)")
+        .header("originator", "codex_cli_rs")
+        .send()
+        .await
+        .expect("request reaches the sim")
+}
+
+/// A header as text ("" when it is empty, None when it is missing).
+pub fn header_text(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().expect("ascii header").to_string())
+}
+
+/// Asserts a header's text.
+#[track_caller]
+pub fn assert_header(response: &reqwest::Response, name: &str, expected: &str) {
+    assert_eq!(
+        header_text(response, name).as_deref(),
+        Some(expected),
+        "{name}"
+    );
+}
