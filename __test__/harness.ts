@@ -24,10 +24,9 @@ const SIM_BIN = join(ROOT, "target", "release", process.platform === "win32" ? "
 
 export type PiGeneration = "pi073" | "pi1";
 export const GENERATIONS: PiGeneration[] = ["pi073", "pi1"];
-const TOOLS = JSON.parse(readFileSync(join(ROOT, ".tools", "e2e.json"), "utf8")) as Record<
-  PiGeneration,
-  { node: string; cli: string }
->;
+// Written by scripts/setup-e2e.mjs; `npm run check:pi-latest` names another one, with the newest pi 1.x.
+const TOOLS_FILE = process.env.PI_DISPATCH_E2E_TOOLS || join(ROOT, ".tools", "e2e.json");
+const TOOLS = JSON.parse(readFileSync(TOOLS_FILE, "utf8")) as Record<PiGeneration, { node: string; cli: string }>;
 
 export interface SimTokens {
   access: string;
