@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -515,6 +516,17 @@ export function extensionWithoutBinary(dir: string): string {
   mkdirSync(target, { recursive: true });
   cpSync(EXTENSION, join(target, "index.ts"));
   return join(target, "index.ts");
+}
+
+/** The version of the pi that runs as `generation`: the nearest package.json above its CLI. */
+export function piVersion(generation: PiGeneration): string {
+  let dir = dirname(TOOLS[generation].cli);
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${TOOLS[generation].cli}`);
+    dir = parent;
+  }
+  return (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
 }
 
 /** pi in the caller's own terminal (the interactive demo), isolated like every other run. */
