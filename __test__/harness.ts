@@ -518,6 +518,17 @@ export function extensionWithoutBinary(dir: string): string {
   return join(target, "index.ts");
 }
 
+/** How to start the real pi of one generation, isolated like every other run, in a terminal the
+ * caller provides (the TUI tests' tmux). */
+export function piCommand(
+  generation: PiGeneration,
+  args: string[],
+  options: PiOptions,
+): { argv: string[]; env: Record<string, string>; cwd: string } {
+  const tool = TOOLS[generation];
+  return { argv: [tool.node, tool.cli, ...args], env: piEnv(options), cwd: options.home };
+}
+
 /** The version of the pi that runs as `generation`: the nearest package.json above its CLI. */
 export function piVersion(generation: PiGeneration): string {
   let dir = dirname(TOOLS[generation].cli);
