@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import {
   assertNoSecretIn,
   consent,
@@ -15,6 +15,7 @@ import {
   listModels,
   makeHome,
   piCommand,
+  piVersion,
   type SeedAccount,
   Sim,
   type SimAccountScript,
@@ -108,9 +109,8 @@ function signInUrl(screen: string): string {
 }
 
 for (const generation of GENERATIONS) {
-  describe(`pi ${generation === "pi073" ? "0.73" : "1.x"}: the interactive TUI in a terminal`, () => {
+  describe(`pi ${piVersion(generation)}: the interactive TUI in a terminal`, () => {
     let model: string;
-    const cleanups: (() => void)[] = [];
 
     before(async () => {
       const scratch = makeHome();
@@ -122,19 +122,20 @@ for (const generation of GENERATIONS) {
       assert.ok(model, "pi lists the dispatch models");
     });
 
-    after(() => {
-      for (const cleanup of cleanups.reverse()) cleanup();
-    });
-
+    /** What the running test started (its terminal last), undone when it ends. */
+    let cleanups: (() => void)[] = [];
     /** The terminal of the running test, whose screen a failure shows. */
     let current: Terminal | undefined;
     const tuiTest = (name: string, body: () => Promise<void>) =>
       test(name, async () => {
-        current = undefined;
         try {
           await body();
         } catch (error) {
           throw withScreen(error, current);
+        } finally {
+          for (const cleanup of cleanups.reverse()) cleanup();
+          cleanups = [];
+          current = undefined;
         }
       });
 
@@ -145,11 +146,12 @@ for (const generation of GENERATIONS) {
       const sim = await Sim.start([...accounts.map(simScript), ...more], home.home);
       cleanups.push(() => sim.stop());
       const now = Date.now();
-      if (accounts.length > 0)
+      if (accounts.length > 0) {
         seedAccounts(
           home.agentDir,
           accounts.map((account) => seed(account, sim, now)),
         );
+      }
       const terminal = Terminal.open(
         piCommand(generation, ["--no-session", "-e", EXTENSION, "--model", `dispatch/${model}`], {
           ...home,
