@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ROOT } from "./harness.ts";
+import { piVersion, ROOT } from "./harness.ts";
 
 test("without a terminal the demo runs its story in print mode and cleans up after itself", () => {
   const sandbox = mkdtempSync(join(tmpdir(), "pi-dispatch-demo-test-"));
@@ -24,6 +24,7 @@ test("without a terminal the demo runs its story in print mode and cleans up aft
       timeout: 120_000,
     });
     assert.equal(run.status, 0, run.stdout + run.stderr);
+    assert.equal(run.stdout.split(",")[0], `pi-dispatch demo: pi ${piVersion("pi1")}`, "it names the pi it runs");
     assert.match(run.stdout, /pi-dispatch: 3 account\(s\)/);
     assert.match(run.stdout, /answering as the "fresh" account/, "the untouched account serves first");
     assert.match(run.stdout, /acct-fresh\s+usageLimit\s+HTTP 429/, "the limit is hit during the demo");

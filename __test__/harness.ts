@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -24,8 +25,10 @@ const SIM_BIN = join(ROOT, "target", "release", process.platform === "win32" ? "
 
 export type PiGeneration = "pi073" | "pi1";
 export const GENERATIONS: PiGeneration[] = ["pi073", "pi1"];
-/** Where each generation's node and pi CLI are (written by scripts/setup-e2e.mjs). */
-export const TOOLS = JSON.parse(readFileSync(join(ROOT, ".tools", "e2e.json"), "utf8")) as Record<
+// Where each generation's node and pi CLI are, written by scripts/setup-e2e.mjs;
+// `npm run check:pi-latest` names another file, with the newest pi 1.x.
+const TOOLS_FILE = process.env.PI_DISPATCH_E2E_TOOLS || join(ROOT, ".tools", "e2e.json");
+export const TOOLS = JSON.parse(readFileSync(TOOLS_FILE, "utf8")) as Record<
   PiGeneration,
   { node: string; cli: string }
 >;
@@ -527,6 +530,28 @@ export function extensionWithoutBinary(dir: string): string {
   mkdirSync(target, { recursive: true });
   cpSync(EXTENSION, join(target, "index.ts"));
   return join(target, "index.ts");
+}
+
+/** How to start the real pi of one generation, isolated like every other run, in a terminal the
+ * caller provides (the TUI tests' tmux). */
+export function piCommand(
+  generation: PiGeneration,
+  args: string[],
+  options: PiOptions,
+): { argv: string[]; env: Record<string, string>; cwd: string } {
+  const tool = TOOLS[generation];
+  return { argv: [tool.node, tool.cli, ...args], env: piEnv(options), cwd: options.home };
+}
+
+/** The version of the pi that runs as `generation`: the nearest package.json above its CLI. */
+export function piVersion(generation: PiGeneration): string {
+  let dir = dirname(TOOLS[generation].cli);
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${TOOLS[generation].cli}`);
+    dir = parent;
+  }
+  return (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version;
 }
 
 /** pi in the caller's own terminal (the interactive demo), isolated like every other run. */

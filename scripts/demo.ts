@@ -11,6 +11,7 @@ import {
   listModels,
   makeHome,
   type PiOptions,
+  piVersion,
   runPi,
   Sim,
   type SimAccountScript,
@@ -103,7 +104,7 @@ const [model] = await listModels("pi1", "dispatch", pi);
 if (!model) throw new Error("pi lists no dispatch models: is the native addon built? (npm run build)");
 console.log(
   [
-    `pi-dispatch demo: pi 1.x, model dispatch/${model}, a simulated ChatGPT backend on ${sim.baseUrl}.`,
+    `pi-dispatch demo: pi ${piVersion("pi1")}, model dispatch/${model}, a simulated ChatGPT backend on ${sim.baseUrl}.`,
     `Throwaway home (your ~/.pi is not used): ${home.home}`,
     "",
     "Accounts in the pool:",

