@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::reply::{self, Reply};
-use crate::script::{Behavior, TokenBehavior, Usage};
+use crate::script::{Behavior, EncryptedContentCheck, TokenBehavior, Usage};
 use crate::state::{ApproveError, Shared, UnknownAccount};
 
 /// Routes one `/__sim/...` request.
@@ -119,6 +119,34 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
                 Err(e) => unknown(&e),
             }
         }
+        (Method::POST, ["deactivate", id]) => match parse::<DeactivateRequest>(&body) {
+            Ok(request) => match shared.world.lock().set_deactivated(id, Some(&request.code)) {
+                Ok(()) => done(),
+                Err(e) => unknown(&e),
+            },
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["reactivate", id]) => match shared.world.lock().set_deactivated(id, None) {
+            Ok(()) => done(),
+            Err(e) => unknown(&e),
+        },
+        (Method::POST, ["encrypted-content", id]) => match parse::<EncryptedContentCheck>(&body) {
+            Ok(check) => match shared.world.lock().set_encrypted_content_check(id, check) {
+                Ok(()) => done(),
+                Err(e) => unknown(&e),
+            },
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["mint", id]) => match parse::<MintRequest>(&body) {
+            Ok(request) => {
+                if let Err(e) = shared.world.lock().account_mut(id) {
+                    return unknown(&e);
+                }
+                let encrypted_content = shared.content_key.mint(id, &request.item_id);
+                reply::json(200, &json!({"encryptedContent": encrypted_content}))
+            }
+            Err(message) => bad_request(&message),
+        },
         (Method::POST, ["login"]) => match parse::<LoginRequest>(&body) {
             Ok(login) => {
                 let account = if login.deny {
@@ -186,6 +214,23 @@ impl BehaviorUpdate {
 struct RevokeRequest {
     #[serde(default)]
     refresh: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeactivateRequest {
+    #[serde(default = "default_deactivated_code")]
+    code: String,
+}
+
+fn default_deactivated_code() -> String {
+    "account_deactivated".to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MintRequest {
+    item_id: String,
 }
 
 #[derive(Deserialize)]

@@ -19,7 +19,10 @@
 mod admin;
 mod backend;
 mod body;
+mod cipher;
 mod clock;
+mod encoding;
+mod errors;
 mod jwt;
 mod oauth;
 mod reply;
@@ -32,12 +35,12 @@ mod stats;
 
 pub use jwt::{AUTH_CLAIM, PROFILE_CLAIM, Tokens, decode_jwt_payload, make_jwt, pkce_challenge};
 pub use script::{
-    AccountScript, Behavior, DeviceScript, Script, StreamErrorStyle, TokenBehavior, Usage,
-    UsageEndpointScript, Window, account_name,
+    AccountScript, Behavior, CodePlacement, DeviceScript, EncryptedContentCheck, RetryAfterFormat,
+    Script, StreamErrorStyle, TokenBehavior, Usage, UsageEndpointScript, Window, account_name,
 };
 pub use simulator::Simulator;
 pub use state::{ApproveError, UnknownAccount};
-pub use stats::{AccountCounts, GlobalCounts, Outcome, RecordedRequest, Stats};
+pub use stats::{AccountCounts, GlobalCounts, Outcome, RecordedRequest, Refusal, Stats};
 
 /// The OAuth client id of the Codex CLI, which pi uses too.
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
