@@ -31,11 +31,26 @@ async fn admin_get(base: &str, path: &str) -> Value {
 }
 
 async fn model_call(base: &str, account_id: &str, access: &str) -> reqwest::Response {
+    model_call_with(
+        base,
+        account_id,
+        access,
+        r#"{"model":"m","input":[]}"#.to_string(),
+    )
+    .await
+}
+
+async fn model_call_with(
+    base: &str,
+    account_id: &str,
+    access: &str,
+    body: String,
+) -> reqwest::Response {
     client()
         .post(format!("{base}/backend-api/codex/responses"))
         .header("authorization", format!("Bearer {access}"))
         .header("chatgpt-account-id", account_id)
-        .body(r#"{"model":"m","input":[]}"#)
+        .body(body)
         .send()
         .await
         .expect("sent")
@@ -160,17 +175,6 @@ async fn admin_api_scripts_behaviors_usage_and_reports_stats() {
     );
 }
 
-async fn model_call_with(base: &str, access: &str, body: &Value) -> reqwest::Response {
-    client()
-        .post(format!("{base}/backend-api/codex/responses"))
-        .header("authorization", format!("Bearer {access}"))
-        .header("chatgpt-account-id", "acct-a")
-        .json(body)
-        .send()
-        .await
-        .expect("sent")
-}
-
 #[tokio::test]
 async fn admin_api_deactivates_accounts_switches_the_check_and_mints_ciphertext() {
     let sim = Simulator::start(Script::default_accounts(1))
@@ -215,22 +219,32 @@ async fn admin_api_deactivates_accounts_switches_the_check_and_mints_ciphertext(
     let content = minted["encryptedContent"].as_str().expect("minted");
     let replay = |content: &str| json!({"model": "m", "input": [{"type": "compaction", "id": "cmp_admin", "encrypted_content": content}]});
     assert_eq!(
-        model_call_with(&base, &access, &replay(content))
+        model_call_with(&base, "acct-a", &access, replay(content).to_string())
             .await
             .status(),
         200
     );
     let forged = replay("c2ltMS5jbXBfYWRtaW4uMDA=");
-    assert_eq!(model_call_with(&base, &access, &forged).await.status(), 400);
+    assert_eq!(
+        model_call_with(&base, "acct-a", &access, forged.to_string())
+            .await
+            .status(),
+        400
+    );
     admin_post(&base, "encrypted-content/acct-a", json!({"verify": false})).await;
-    assert_eq!(model_call_with(&base, &access, &forged).await.status(), 200);
+    assert_eq!(
+        model_call_with(&base, "acct-a", &access, forged.to_string())
+            .await
+            .status(),
+        200
+    );
     admin_post(
         &base,
         "encrypted-content/acct-a",
         json!({"verify": true, "nullCode": true}),
     )
     .await;
-    let refused = model_call_with(&base, &access, &forged).await;
+    let refused = model_call_with(&base, "acct-a", &access, forged.to_string()).await;
     let body: Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["code"], Value::Null);
 

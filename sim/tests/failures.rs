@@ -270,6 +270,14 @@ async fn a_cdn_challenge_is_an_html_403() {
     assert!(serde_json::from_str::<Value>(&page).is_err());
 }
 
+/// The `x-error-json` header decoded as codex-rs does: standard base64 of JSON.
+fn x_error_json(headers: &reqwest::header::HeaderMap) -> Value {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(headers["x-error-json"].as_bytes())
+        .expect("standard base64");
+    serde_json::from_slice(&decoded).expect("json")
+}
+
 #[tokio::test]
 async fn an_authorization_403_names_the_problem_in_its_headers() {
     let sim = sim_with(vec![
@@ -305,12 +313,8 @@ async fn an_authorization_403_names_the_problem_in_its_headers() {
         headers["x-openai-authorization-error"],
         "missing_authorization_header"
     );
-    let error_json = base64::engine::general_purpose::STANDARD
-        .decode(headers["x-error-json"].as_bytes())
-        .expect("standard base64");
-    let error_json: Value = serde_json::from_slice(&error_json).expect("json");
     assert_eq!(
-        error_json,
+        x_error_json(&headers),
         json!({"error": {"code": "token_expired", "message": "Not allowed"}})
     );
 }
