@@ -98,6 +98,7 @@ pub(crate) fn deactivated_workspace() -> Reply {
 }
 
 /// The CDN's 403 challenge page: HTML, not JSON, and no word from the backend at all.
+/// Both the `cloudflareChallenge` behavior and the usage endpoints' CDN send it.
 pub(crate) fn cloudflare_challenge() -> Reply {
     let mut reply = reply::html(
         403,
@@ -109,6 +110,7 @@ pub(crate) fn cloudflare_challenge() -> Reply {
     );
     let headers = reply.headers_mut();
     headers.insert("cf-mitigated", HeaderValue::from_static("challenge"));
+    headers.insert("server", HeaderValue::from_static("cloudflare"));
     insert(headers, "cf-ray", &format!("{}-SIM", random_hex(8)));
     reply
 }

@@ -264,6 +264,7 @@ async fn a_cdn_challenge_is_an_html_403() {
             .is_ok_and(|t| t.starts_with("text/html"))
     );
     assert_eq!(response.headers()["cf-mitigated"], "challenge");
+    assert_eq!(response.headers()["server"], "cloudflare");
     assert!(response.headers().get("cf-ray").is_some());
     let page = response.text().await.expect("body");
     assert!(page.contains("<title>Just a moment...</title>"));
