@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::limits::{LimitsError, LimitsUpdate};
 use crate::reply::{self, Reply};
-use crate::script::{Behavior, TokenBehavior, Usage};
+use crate::script::{Behavior, EncryptedContentCheck, TokenBehavior, Usage};
 use crate::state::{ApproveError, Shared, UnknownAccount};
 
 /// Routes one `/__sim/...` request.
@@ -128,6 +128,34 @@ pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> R
                 Err(e) => unknown(&e),
             }
         }
+        (Method::POST, ["deactivate", id]) => match parse::<DeactivateRequest>(&body) {
+            Ok(request) => match shared.world.lock().set_deactivated(id, Some(&request.code)) {
+                Ok(()) => done(),
+                Err(e) => unknown(&e),
+            },
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["reactivate", id]) => match shared.world.lock().set_deactivated(id, None) {
+            Ok(()) => done(),
+            Err(e) => unknown(&e),
+        },
+        (Method::POST, ["encrypted-content", id]) => match parse::<EncryptedContentCheck>(&body) {
+            Ok(check) => match shared.world.lock().set_encrypted_content_check(id, check) {
+                Ok(()) => done(),
+                Err(e) => unknown(&e),
+            },
+            Err(message) => bad_request(&message),
+        },
+        (Method::POST, ["mint", id]) => match parse::<MintRequest>(&body) {
+            Ok(request) => {
+                if let Err(e) = shared.world.lock().account_mut(id) {
+                    return unknown(&e);
+                }
+                let encrypted_content = shared.content_key.mint(id, &request.item_id);
+                reply::json(200, &json!({"encryptedContent": encrypted_content}))
+            }
+            Err(message) => bad_request(&message),
+        },
         (Method::POST, ["login"]) => match parse::<LoginRequest>(&body) {
             Ok(login) => {
                 let account = if login.deny {
@@ -195,6 +223,23 @@ impl BehaviorUpdate {
 struct RevokeRequest {
     #[serde(default)]
     refresh: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeactivateRequest {
+    #[serde(default = "default_deactivated_code")]
+    code: String,
+}
+
+fn default_deactivated_code() -> String {
+    "account_deactivated".to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MintRequest {
+    item_id: String,
 }
 
 #[derive(Deserialize)]

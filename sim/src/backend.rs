@@ -15,13 +15,15 @@ use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
 
 use crate::body::{SimBody, Step};
-use crate::clock;
+use crate::cipher::ContentKey;
+use crate::jwt::random_urlsafe;
 use crate::limits::{Gate, LimitReport};
 use crate::reply::{self, Reply};
-use crate::script::Behavior;
-use crate::sse::ResponseEvents;
-use crate::state::{AccessCheck, RequestTracker, Shared};
-use crate::stats::{Outcome, RecordedRequest};
+use crate::script::{Behavior, RetryAfterFormat};
+use crate::sse::{Reasoning, ResponseEvents, StreamFailure};
+use crate::state::{AccessCheck, Account, RequestTracker, Shared};
+use crate::stats::{Outcome, RecordedRequest, Refusal};
+use crate::{clock, encoding, errors};
 
 /// `POST /backend-api/codex/responses`.
 pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incoming>) -> Reply {
@@ -58,46 +60,53 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
         Ok(decoded) => (Some(decoded), None),
         Err(error) => (None, Some(error)),
     };
-    // The answer echoes the requested model, as the real backend does.
-    let model = decoded
+    let body_json = decoded
         .as_deref()
-        .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok());
+    // The answer echoes the requested model, as the real backend does.
+    let model = body_json
+        .as_ref()
         .and_then(|body| Some(body.get("model")?.as_str()?.to_string()));
     let bearer = bearer(&parts.headers);
 
     // Authenticate, pick the behavior and log the request under one lock, so that
     // concurrent requests each pop a distinct behavior.
-    let (seq, plan) = {
+    let (seq, plan, refused) = {
         let mut world = shared.world.lock();
         let check = world.check_access(account_id.as_deref(), bearer);
         let mut plan = None;
+        let mut refused = None;
         match (&check, account_id.as_deref()) {
             (AccessCheck::Ok, Some(id)) => {
                 if let Ok(account) = world.account_mut(id) {
-                    // A queued behavior is answered as scripted; only the default
-                    // answer is held to the limits.
                     let family = account.limits.family_of(model.as_deref());
-                    let now_s = clock::now_s();
-                    let gate = if account.behaviors.is_empty() {
-                        account.gate(family, now_s)
-                    } else {
-                        Gate::Open
-                    };
-                    let behavior = match gate {
-                        Gate::Refused { resets_at_s } => {
-                            Behavior::usage_limit(resets_at_s.saturating_sub(now_s))
-                        }
-                        _ => account.next_behavior(),
-                    };
-                    plan = Some(Answer {
-                        account_id: id.to_string(),
-                        plan_type: account.script.plan.clone(),
-                        limits: account.limit_report(family),
-                        gate,
-                        behavior,
-                        model,
-                        input_bytes: decoded.as_ref().map_or(raw.len(), Bytes::len),
-                    });
+                    refused =
+                        Refused::check(account, family, &shared.content_key, body_json.as_ref());
+                    if refused.is_none() {
+                        // A queued behavior is answered as scripted; only the default
+                        // answer is held to the limits.
+                        let now_s = clock::now_s();
+                        let gate = if account.behaviors.is_empty() {
+                            account.gate(family, now_s)
+                        } else {
+                            Gate::Open
+                        };
+                        let behavior = match gate {
+                            Gate::Refused { resets_at_s } => {
+                                Behavior::usage_limit(resets_at_s.saturating_sub(now_s))
+                            }
+                            _ => account.next_behavior(),
+                        };
+                        plan = Some(Answer {
+                            account_id: id.to_string(),
+                            plan_type: account.script.plan.clone(),
+                            limits: account.limit_report(family),
+                            gate,
+                            behavior,
+                            model,
+                            input_bytes: decoded.as_ref().map_or(raw.len(), Bytes::len),
+                        });
+                    }
                 }
             }
             (AccessCheck::BadToken, Some(id)) => world.recorder.account(id).unauthorized += 1,
@@ -121,6 +130,11 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
                     .entry(answer.behavior.kind().to_string())
                     .or_default() += 1;
             }
+            match &refused {
+                Some(Refused::Deactivated(_)) => counts.deactivated_refused += 1,
+                Some(Refused::ForeignCiphertext { .. }) => counts.encrypted_content_refused += 1,
+                None => {}
+            }
         }
         let seq = world.recorder.push_request(RecordedRequest {
             seq: 0,
@@ -136,8 +150,10 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
             status: 0,
             outcome: Outcome::InFlight,
             received_at_ms: clock::now_ms(),
+            refusal: refused.as_ref().map(Refused::refusal),
+            response_encoding: None,
         });
-        (seq, plan)
+        (seq, plan, refused)
     };
 
     // The tracker lives in this future until the body takes it over: if the client
@@ -147,17 +163,84 @@ pub(crate) async fn codex_responses(shared: Arc<Shared>, request: Request<Incomi
     if shared.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.latency_ms)).await;
     }
-    let reply = match plan {
-        Some(answer) => answer.send().await,
-        None => reply::error(
+    let reply = match (plan, refused) {
+        (Some(answer), _) => answer.send(&shared.content_key).await,
+        (None, Some(refused)) => refused.reply(),
+        (None, None) => reply::error(
             401,
             "invalid_request_error",
             "token_invalid",
             "Your authentication token is invalid or does not belong to this account.",
         ),
     };
+    let (reply, response_encoding) =
+        encoding::compress_error(reply, encoding::accepts_gzip(&parts.headers));
     tracker.set_status(reply.status().as_u16());
+    if let Some(encoding) = response_encoding {
+        tracker.set_response_encoding(encoding);
+    }
     reply.map(|body| body.tracked(tracker))
+}
+
+/// A request that passed auth but is answered before the behavior queue is consulted,
+/// so it takes no behavior.
+enum Refused {
+    /// The account is deactivated: the 401 with this code.
+    Deactivated(String),
+    /// `input` replays ciphertext that this account did not mint.
+    ForeignCiphertext {
+        item_id: String,
+        null_code: bool,
+        /// Boxed: the report is large and the refusal is the rare case.
+        limits: Box<LimitReport>,
+    },
+}
+
+impl Refused {
+    /// `family` is the one the request's model counts against, for the refusal's headers.
+    fn check(
+        account: &Account,
+        family: Option<usize>,
+        key: &ContentKey,
+        body: Option<&Value>,
+    ) -> Option<Refused> {
+        if let Some(code) = &account.script.deactivated {
+            return Some(Refused::Deactivated(code.clone()));
+        }
+        let check = account.script.encrypted_content;
+        if !check.verify {
+            return None;
+        }
+        let item_id = key.first_foreign_item(&account.script.account_id, body?)?;
+        Some(Refused::ForeignCiphertext {
+            item_id,
+            null_code: check.null_code,
+            limits: Box::new(account.limit_report(family)),
+        })
+    }
+
+    fn refusal(&self) -> Refusal {
+        match self {
+            Refused::Deactivated(_) => Refusal::AccountDeactivated,
+            Refused::ForeignCiphertext { .. } => Refusal::InvalidEncryptedContent,
+        }
+    }
+
+    fn reply(self) -> Reply {
+        match self {
+            // Like a refused token, a deactivated account gets no rate-limit headers.
+            Refused::Deactivated(code) => errors::deactivated(&code),
+            Refused::ForeignCiphertext {
+                item_id,
+                null_code,
+                limits,
+            } => {
+                let mut reply = errors::invalid_encrypted_content(&item_id, null_code);
+                limits.add_headers(reply.headers_mut(), clock::now_s());
+                reply
+            }
+        }
+    }
 }
 
 /// Everything needed to answer an authenticated request.
@@ -172,8 +255,19 @@ struct Answer {
 }
 
 impl Answer {
-    async fn send(mut self) -> Reply {
-        let events = ResponseEvents::new(self.model.clone(), self.input_bytes);
+    async fn send(mut self, key: &ContentKey) -> Reply {
+        let reasoning_id = format!("rs_sim_{}", random_urlsafe(12));
+        let reasoning = Reasoning {
+            encrypted_content: key.mint(&self.account_id, &reasoning_id),
+            id: reasoning_id,
+            summary: match &self.behavior {
+                Behavior::Ok {
+                    reasoning_summary, ..
+                } => reasoning_summary.clone(),
+                _ => None,
+            },
+        };
+        let events = ResponseEvents::new(self.model.clone(), self.input_bytes, reasoning);
         let default_text = format!("hello from {}", self.account_id);
         let now = clock::now_s();
         if let Gate::Refused { resets_at_s } = self.gate {
@@ -186,10 +280,12 @@ impl Answer {
                 deltas,
                 delay_ms,
                 first_delay_ms,
+                opening,
+                reasoning_summary: _,
             } => {
                 let text = text.unwrap_or(default_text);
                 sse(events
-                    .ok(&text, deltas, delay_ms, first_delay_ms)
+                    .ok(&text, deltas, delay_ms, first_delay_ms, opening.as_deref())
                     .into_iter())
             }
             Behavior::Big { bytes } => sse(events.big(bytes)),
@@ -213,6 +309,7 @@ impl Answer {
             ),
             Behavior::RateLimited {
                 retry_after_seconds,
+                retry_after_format,
             } => {
                 let message = format!(
                     "Rate limit reached for requests. Please try again in {retry_after_seconds}s."
@@ -221,15 +318,28 @@ impl Answer {
                     429,
                     &json!({"error": {"type": "rate_limit_exceeded", "code": "rate_limit_exceeded", "message": message}}),
                 );
-                with_retry_after(reply, Some(retry_after_seconds))
+                errors::with_retry_hint(reply, retry_after_seconds, retry_after_format)
             }
             Behavior::StreamError {
                 code,
                 style,
                 after_created,
                 message,
+                opening,
+                error_type,
+                resets_in_seconds,
+                extra,
             } => sse(events
-                .stream_error(&code, style, after_created, message.as_deref())
+                .stream_error(StreamFailure {
+                    code: &code,
+                    style,
+                    after_created,
+                    message: message.as_deref(),
+                    opening: opening.as_deref(),
+                    error_type: error_type.as_deref(),
+                    resets_in_seconds,
+                    fields: &extra,
+                })
                 .into_iter()),
             Behavior::Unauthorized => reply::error(
                 401,
@@ -255,6 +365,74 @@ impl Answer {
             }
             Behavior::HangBeforeHeaders => std::future::pending().await,
             Behavior::HangAfterHeaders => sse(std::iter::once(Step::Hang)),
+            Behavior::InvalidRequest {
+                status,
+                message,
+                code,
+                param,
+                error_type,
+            } => {
+                let message = match (message, &code) {
+                    (Some(message), _) => message,
+                    (None, Some(code)) => errors::message_for(code),
+                    (None, None) => "Unsupported parameter: temperature".to_string(),
+                };
+                errors::openai_error(
+                    status,
+                    error_type.as_deref().unwrap_or("invalid_request_error"),
+                    code.as_deref(),
+                    param.as_deref(),
+                    &message,
+                )
+            }
+            Behavior::Detail { status, detail } => reply::json(status, &json!({"detail": detail})),
+            Behavior::DeactivatedWorkspace => errors::deactivated_workspace(),
+            Behavior::CloudflareChallenge => errors::cloudflare_challenge(),
+            Behavior::Forbidden {
+                authorization_error,
+                error_code,
+                message,
+            } => {
+                let message = message.unwrap_or_else(|| {
+                    "Your account is not authorized to use Codex. Please contact your workspace administrator."
+                        .to_string()
+                });
+                errors::forbidden(&authorization_error, &error_code, &message)
+            }
+            Behavior::Overloaded {
+                code,
+                status,
+                retry_after_seconds,
+                retry_after_format,
+            } => {
+                let reply = errors::openai_error(
+                    status,
+                    errors::type_for(&code),
+                    Some(&code),
+                    None,
+                    &errors::message_for(&code),
+                );
+                match retry_after_seconds {
+                    Some(seconds) => errors::with_retry_hint(reply, seconds, retry_after_format),
+                    None => reply,
+                }
+            }
+            Behavior::HangAfterCreated { opening } => {
+                sse(events.hang_after_opening(opening.as_deref()).into_iter())
+            }
+            Behavior::HttpError {
+                status,
+                body,
+                text,
+                content_type,
+                headers,
+            } => errors::http_error(
+                status,
+                body.as_ref(),
+                text.as_deref(),
+                content_type.as_deref(),
+                &headers,
+            ),
         };
         self.limits.add_headers(reply.headers_mut(), now);
         reply
@@ -269,13 +447,11 @@ fn sse(steps: impl Iterator<Item = Step> + Send + 'static) -> Reply {
     reply
 }
 
-fn with_retry_after(mut reply: Reply, seconds: Option<u64>) -> Reply {
-    if let Some(seconds) = seconds {
-        reply
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(seconds));
+fn with_retry_after(reply: Reply, seconds: Option<u64>) -> Reply {
+    match seconds {
+        Some(seconds) => errors::with_retry_hint(reply, seconds, RetryAfterFormat::Seconds),
+        None => reply,
     }
-    reply
 }
 
 /// `GET /backend-api/me`.

@@ -59,6 +59,14 @@ impl SimBody {
         }
     }
 
+    /// The bytes of a whole, non-empty body; None for streams and empty bodies.
+    pub fn full_bytes(&self) -> Option<&Bytes> {
+        match &self.content {
+            Content::Full(Some(bytes)) if !bytes.is_empty() => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// A body fed by a task that plays `steps`; the task stops when the client leaves.
     pub fn stream(steps: impl Iterator<Item = Step> + Send + 'static) -> SimBody {
         // A small buffer keeps memory flat for big streams and lets a stalled client

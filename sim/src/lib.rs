@@ -19,7 +19,10 @@
 mod admin;
 mod backend;
 mod body;
+mod cipher;
 mod clock;
+mod encoding;
+mod errors;
 mod jwt;
 mod limits;
 mod oauth;
@@ -35,12 +38,15 @@ mod usage;
 pub use jwt::{AUTH_CLAIM, PROFILE_CLAIM, Tokens, decode_jwt_payload, make_jwt, pkce_challenge};
 pub use limits::{LimitsError, LimitsUpdate};
 pub use script::{
-    AccountScript, Behavior, CdnChallenge, Credits, DeviceScript, FamilyScript, Script,
-    StreamErrorStyle, TokenBehavior, Usage, UsageEndpointScript, Window, account_name,
+    AccountScript, Behavior, CdnChallenge, CodePlacement, Credits, DeviceScript,
+    EncryptedContentCheck, FamilyScript, RetryAfterFormat, Script, StreamErrorStyle, TokenBehavior,
+    Usage, UsageEndpointScript, Window, account_name,
 };
 pub use simulator::Simulator;
 pub use state::{ApproveError, UnknownAccount};
-pub use stats::{AccountCounts, GlobalCounts, Outcome, RecordedRequest, Stats, UsageRequest};
+pub use stats::{
+    AccountCounts, GlobalCounts, Outcome, RecordedRequest, Refusal, Stats, UsageRequest,
+};
 
 /// The OAuth client id of the Codex CLI, which pi uses too.
 pub const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";

@@ -3,12 +3,13 @@
 //! and renders the `x-codex-*` headers and the usage payload that report the limits
 //! (codex-backend.md, "Usage payload" and "Rate-limit headers").
 
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use crate::clock;
 use crate::jwt::random_urlsafe;
+use crate::reply::insert;
 use crate::script::{AccountScript, Credits, FamilyScript, Usage};
 use crate::state::{Account, LiveUsage, LiveWindow, UnknownAccount, World};
 
@@ -425,15 +426,6 @@ fn add_window_headers(headers: &mut HeaderMap, prefix: &str, usage: &LiveUsage, 
         for (suffix, value) in values {
             insert(headers, &format!("{prefix}-{slot}-{suffix}"), &value);
         }
-    }
-}
-
-fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(name, value);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::CLIENT_ID;
 use crate::backend::header;
 use crate::jwt::{self, Tokens};
 use crate::reply::{self, Reply};
-use crate::script::TokenBehavior;
+use crate::script::{CodePlacement, TokenBehavior};
 use crate::state::{DeviceSession, DeviceState, LoginChoice, PendingCode, RefreshState, Shared};
 
 const SCOPE: &str = "openid profile email offline_access";
@@ -164,10 +164,7 @@ async fn refresh(shared: &Arc<Shared>, refresh_token: &str) -> Reply {
         known
     };
     let Some((account_id, _)) = known else {
-        return refresh_error(
-            "refresh_token_invalidated",
-            "Your refresh token has been invalidated. Please try signing in again.",
-        );
+        return refresh_failure("refresh_token_invalidated");
     };
     if let Some(reply) = scripted_failure(shared, &account_id).await {
         return reply;
@@ -181,19 +178,10 @@ async fn refresh(shared: &Arc<Shared>, refresh_token: &str) -> Reply {
     let failure = match state {
         Some(RefreshState::Current) => match world.rotate(refresh_token) {
             Some(tokens) => return token_reply(&tokens, ttl(&world, &account_id)),
-            None => refresh_error(
-                "refresh_token_invalidated",
-                "The refresh token is no longer valid.",
-            ),
+            None => refresh_failure("refresh_token_invalidated"),
         },
-        Some(RefreshState::Used) => refresh_error(
-            "refresh_token_reused",
-            "Your refresh token has already been used to generate a new access token. Please try signing in again.",
-        ),
-        Some(RefreshState::Replaced) | None => refresh_error(
-            "refresh_token_invalidated",
-            "Your refresh token has been invalidated. Please try signing in again.",
-        ),
+        Some(RefreshState::Used) => refresh_failure("refresh_token_reused"),
+        Some(RefreshState::Replaced) | None => refresh_failure("refresh_token_invalidated"),
     };
     world.recorder.account(&account_id).token_failures += 1;
     failure
@@ -220,19 +208,21 @@ async fn scripted_failure(shared: &Arc<Shared>, account_id: &str) -> Option<Repl
             "dispatch-sim: simulated token endpoint failure",
         ),
         TokenBehavior::Malformed => reply::json_text(200, "{\"access_token\": \"trunc"),
-        TokenBehavior::Expired => refresh_error(
-            "refresh_token_expired",
-            "Your refresh token has expired. Please try signing in again.",
-        ),
-        TokenBehavior::Invalidated => refresh_error(
-            "refresh_token_invalidated",
-            "Your refresh token has been invalidated. Please try signing in again.",
-        ),
-        TokenBehavior::Reused => refresh_error(
-            "refresh_token_reused",
-            "Your refresh token has already been used to generate a new access token. Please try signing in again.",
-        ),
+        TokenBehavior::Expired => refresh_failure("refresh_token_expired"),
+        TokenBehavior::Invalidated => refresh_failure("refresh_token_invalidated"),
+        TokenBehavior::Reused => refresh_failure("refresh_token_reused"),
         TokenBehavior::InvalidGrant => oauth_error(400, "invalid_grant", "invalid grant"),
+        TokenBehavior::Exhausted => refresh_failure("refresh_token_exhausted"),
+        TokenBehavior::TokenExpired => refresh_failure("token_expired"),
+        TokenBehavior::Refuse {
+            status,
+            code,
+            message,
+            code_at,
+        } => {
+            let message = message.unwrap_or_else(|| refusal_message(&code));
+            refusal(status, &code, &message, code_at)
+        }
     };
     shared
         .world
@@ -265,15 +255,39 @@ fn token_reply(tokens: &Tokens, expires_in: u64) -> Reply {
 
 /// A permanent refresh failure: 401 with the code where codex-rs looks for it
 /// (`error.code`), plus the flat OAuth fields for clients that read those.
-fn refresh_error(code: &str, message: &str) -> Reply {
-    reply::json(
-        401,
-        &json!({
-            "error": {"code": code, "message": message, "type": "invalid_request_error"},
-            "error_description": message,
-            "code": code,
-        }),
-    )
+fn refresh_failure(code: &str) -> Reply {
+    refusal(401, code, &refusal_message(code), CodePlacement::All)
+}
+
+/// A token-endpoint refusal with its code at the place `code_at` names.
+fn refusal(status: u16, code: &str, message: &str, code_at: CodePlacement) -> Reply {
+    let object = json!({"code": code, "message": message, "type": "invalid_request_error"});
+    let body = match code_at {
+        CodePlacement::All => json!({"error": object, "error_description": message, "code": code}),
+        CodePlacement::ErrorObject => json!({"error": object}),
+        CodePlacement::ErrorString => json!({"error": code, "error_description": message}),
+        CodePlacement::TopLevel => json!({"code": code, "message": message}),
+    };
+    reply::json(status, &body)
+}
+
+/// The message the issuer sends with a refresh failure code.
+fn refusal_message(code: &str) -> String {
+    let known = match code {
+        "refresh_token_expired" => "Your refresh token has expired. Please try signing in again.",
+        "refresh_token_invalidated" => {
+            "Your refresh token has been invalidated. Please try signing in again."
+        }
+        "refresh_token_reused" => {
+            "Your refresh token has already been used to generate a new access token. Please try signing in again."
+        }
+        "refresh_token_exhausted" => {
+            "Your refresh token has been exhausted. Please try signing in again."
+        }
+        "token_expired" => "Provided authentication token is expired. Please try signing in again.",
+        other => return format!("simulated token failure: {other}"),
+    };
+    known.to_string()
 }
 
 /// A standard OAuth error body (`{"error": "<code>", "error_description": ...}`).

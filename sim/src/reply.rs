@@ -1,6 +1,6 @@
 //! Small constructors for the replies every handler builds.
 
-use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -75,7 +75,34 @@ pub(crate) fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// A reply with a body in any content type; one that is not a valid header value
+/// becomes `application/octet-stream`.
+pub(crate) fn with_content_type(status: u16, content_type: &str, body: &str) -> Reply {
+    let mut reply = with_type(status, "application/octet-stream", body.to_string());
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        reply.headers_mut().insert(CONTENT_TYPE, value);
+    }
+    reply
+}
+
+/// A reply with no body.
+pub(crate) fn empty(status: u16) -> Reply {
+    let mut reply = Response::new(SimBody::empty());
+    *reply.status_mut() = status_code(status);
+    reply
+}
+
 /// A reply whose body is sent verbatim with a JSON content type (even if it is not JSON).
 pub(crate) fn json_text(status: u16, body: &str) -> Reply {
     with_type(status, "application/json", body.to_string())
+}
+
+/// Sets a header; a name or value that is not valid HTTP is left out.
+pub(crate) fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        headers.insert(name, value);
+    }
 }

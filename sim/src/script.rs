@@ -4,7 +4,10 @@
 //! built in Rust tests or written as a JSON file for the `dispatch-sim` binary.
 //! Missing fields take the defaults documented on each field (and in sim/README.md).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The whole simulated world: accounts plus a few global knobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +149,14 @@ pub struct AccountScript {
     /// `x-codex-promo-message` on every model reply.
     #[serde(default)]
     pub promo_message: Option<String>,
+    /// How `/codex/responses` checks the reasoning and compaction ciphertext in `input`.
+    #[serde(default)]
+    pub encrypted_content: EncryptedContentCheck,
+    /// An account-level 401 code (`account_deactivated`, `token_revoked`, `missing_scope`):
+    /// while set, every `/codex/responses` request that passes auth gets that 401, however
+    /// fresh its token.
+    #[serde(default)]
+    pub deactivated: Option<String>,
 }
 
 fn default_plan() -> String {
@@ -177,6 +188,8 @@ impl AccountScript {
             family_in_plain_headers: false,
             enforce_limits: true,
             promo_message: None,
+            encrypted_content: EncryptedContentCheck::default(),
+            deactivated: None,
         }
     }
 
@@ -217,6 +230,17 @@ impl AccountScript {
 
     pub fn with_usage_endpoint(mut self, usage_endpoint: UsageEndpointScript) -> AccountScript {
         self.usage_endpoint = usage_endpoint;
+        self
+    }
+
+    pub fn with_encrypted_content(mut self, check: EncryptedContentCheck) -> AccountScript {
+        self.encrypted_content = check;
+        self
+    }
+
+    /// Starts the account deactivated with this 401 code.
+    pub fn with_deactivated(mut self, code: &str) -> AccountScript {
+        self.deactivated = Some(code.to_string());
         self
     }
 
@@ -335,6 +359,14 @@ pub enum Behavior {
         /// Pause before the first delta (after the headers and `response.created`).
         #[serde(default)]
         first_delay_ms: u64,
+        /// The events before the output; None sends `response.created` and
+        /// `response.in_progress`.
+        #[serde(default)]
+        opening: Option<Vec<String>>,
+        /// Summary text of the reasoning item (streamed as one summary part); None leaves
+        /// `summary` empty.
+        #[serde(default)]
+        reasoning_summary: Option<String>,
     },
     /// 200 SSE of ~16 KiB deltas until about `bytes` bytes of SSE were sent.
     Big { bytes: u64 },
@@ -349,6 +381,9 @@ pub enum Behavior {
     RateLimited {
         #[serde(default = "default_retry_after")]
         retry_after_seconds: u64,
+        /// How the delay is announced in the headers.
+        #[serde(default)]
+        retry_after_format: RetryAfterFormat,
     },
     /// 200 SSE that fails in-stream.
     StreamError {
@@ -360,6 +395,18 @@ pub enum Behavior {
         after_created: bool,
         #[serde(default)]
         message: Option<String>,
+        /// The events before the failure; when set, it replaces `afterCreated`.
+        #[serde(default)]
+        opening: Option<Vec<String>>,
+        /// `error.type` of the `nested` style; defaults by code.
+        #[serde(default)]
+        error_type: Option<String>,
+        /// Adds `resets_at` (now + N) and `resets_in_seconds` to the error object.
+        #[serde(default)]
+        resets_in_seconds: Option<u64>,
+        /// More fields for the error object (they win over the generated ones).
+        #[serde(default)]
+        extra: Map<String, Value>,
     },
     /// 401 as for a revoked token.
     Unauthorized,
@@ -380,6 +427,76 @@ pub enum Behavior {
     /// 200 headers, then nothing until the client goes away. `hang` is an alias.
     #[serde(alias = "hang")]
     HangAfterHeaders,
+    /// 400 (or `status`) `{"error":{"message","type","param","code"}}`: the request's own
+    /// fault (`code` null, e.g. "Unsupported parameter: ..."), or a refusal by code
+    /// (`cyber_policy`, `content_policy_violation`, `invalid_prompt`,
+    /// `context_length_exceeded`).
+    InvalidRequest {
+        #[serde(default = "default_bad_request_status")]
+        status: u16,
+        /// Defaults to the code's usual message, or "Unsupported parameter: temperature".
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        param: Option<String>,
+        /// Defaults to `invalid_request_error`.
+        #[serde(default)]
+        error_type: Option<String>,
+    },
+    /// `{"detail": <detail>}` with `status` (400; "Instructions are required").
+    Detail {
+        #[serde(default = "default_bad_request_status")]
+        status: u16,
+        #[serde(default = "default_detail")]
+        detail: Value,
+    },
+    /// 402 `{"detail":{"code":"deactivated_workspace"}}`.
+    DeactivatedWorkspace,
+    /// 403 HTML challenge page from the CDN (`content-type: text/html`).
+    CloudflareChallenge,
+    /// 403 JSON naming an authorization problem, with the `x-openai-authorization-error`
+    /// header and the base64 `x-error-json` header `{"error":{"code","message"}}`.
+    Forbidden {
+        #[serde(default = "default_authorization_error")]
+        authorization_error: String,
+        #[serde(default = "default_forbidden_code")]
+        error_code: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// 503 (or `status`) `server_is_overloaded` or `slow_down`.
+    Overloaded {
+        #[serde(default = "default_overloaded_code")]
+        code: String,
+        #[serde(default = "default_overloaded_status")]
+        status: u16,
+        #[serde(default)]
+        retry_after_seconds: Option<u64>,
+        #[serde(default)]
+        retry_after_format: RetryAfterFormat,
+    },
+    /// 200 SSE headers and the opening events, then silence until the client leaves.
+    HangAfterCreated {
+        /// None sends `response.created` and `response.in_progress`.
+        #[serde(default)]
+        opening: Option<Vec<String>>,
+    },
+    /// Any status with a JSON `body` (or a raw `text` body, or none) and extra headers.
+    HttpError {
+        status: u16,
+        #[serde(default)]
+        body: Option<Value>,
+        /// A raw body, sent instead of `body`.
+        #[serde(default)]
+        text: Option<String>,
+        /// The content type of `text` (default `text/plain; charset=utf-8`).
+        #[serde(default)]
+        content_type: Option<String>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
 }
 
 fn default_deltas() -> u32 {
@@ -402,6 +519,30 @@ fn default_true() -> bool {
     true
 }
 
+fn default_bad_request_status() -> u16 {
+    400
+}
+
+fn default_detail() -> Value {
+    Value::from("Instructions are required")
+}
+
+fn default_authorization_error() -> String {
+    "verification_required".to_string()
+}
+
+fn default_forbidden_code() -> String {
+    "identity_verification_required".to_string()
+}
+
+fn default_overloaded_code() -> String {
+    "server_is_overloaded".to_string()
+}
+
+fn default_overloaded_status() -> u16 {
+    503
+}
+
 impl Behavior {
     /// `ok` with the given text and defaults otherwise.
     pub fn ok(text: &str) -> Behavior {
@@ -410,6 +551,8 @@ impl Behavior {
             deltas: default_deltas(),
             delay_ms: 0,
             first_delay_ms: 0,
+            opening: None,
+            reasoning_summary: None,
         }
     }
 
@@ -420,6 +563,8 @@ impl Behavior {
             deltas,
             delay_ms,
             first_delay_ms: 0,
+            opening: None,
+            reasoning_summary: None,
         }
     }
 
@@ -430,6 +575,15 @@ impl Behavior {
     pub fn rate_limited(retry_after_seconds: u64) -> Behavior {
         Behavior::RateLimited {
             retry_after_seconds,
+            retry_after_format: RetryAfterFormat::Seconds,
+        }
+    }
+
+    /// `rateLimited` with the delay announced as `format` says.
+    pub fn rate_limited_as(retry_after_seconds: u64, format: RetryAfterFormat) -> Behavior {
+        Behavior::RateLimited {
+            retry_after_seconds,
+            retry_after_format: format,
         }
     }
 
@@ -446,7 +600,110 @@ impl Behavior {
             style,
             after_created: true,
             message: None,
+            opening: None,
+            error_type: None,
+            resets_in_seconds: None,
+            extra: Map::new(),
         }
+    }
+
+    /// 400 `invalid_request_error` with this message and `code: null`.
+    pub fn invalid_request(message: &str) -> Behavior {
+        Behavior::InvalidRequest {
+            status: default_bad_request_status(),
+            message: Some(message.to_string()),
+            code: None,
+            param: None,
+            error_type: None,
+        }
+    }
+
+    /// 400 `invalid_request_error` with this code and its usual message
+    /// (`cyber_policy`, `content_policy_violation`, `invalid_prompt`,
+    /// `context_length_exceeded`, ...).
+    pub fn invalid_request_code(code: &str) -> Behavior {
+        Behavior::InvalidRequest {
+            status: default_bad_request_status(),
+            message: None,
+            code: Some(code.to_string()),
+            param: None,
+            error_type: None,
+        }
+    }
+
+    /// 400 `{"detail": "Instructions are required"}`.
+    pub fn instructions_required() -> Behavior {
+        Behavior::Detail {
+            status: default_bad_request_status(),
+            detail: default_detail(),
+        }
+    }
+
+    /// 403 JSON with the default authorization-error headers.
+    pub fn forbidden() -> Behavior {
+        Behavior::Forbidden {
+            authorization_error: default_authorization_error(),
+            error_code: default_forbidden_code(),
+            message: None,
+        }
+    }
+
+    /// 503 with this code (`server_is_overloaded` or `slow_down`).
+    pub fn overloaded(code: &str) -> Behavior {
+        Behavior::Overloaded {
+            code: code.to_string(),
+            status: default_overloaded_status(),
+            retry_after_seconds: None,
+            retry_after_format: RetryAfterFormat::Seconds,
+        }
+    }
+
+    /// 200, `response.created` and `response.in_progress`, then silence.
+    pub fn hang_after_created() -> Behavior {
+        Behavior::HangAfterCreated { opening: None }
+    }
+
+    /// `status` with this JSON body and no extra headers.
+    pub fn http_error(status: u16, body: Value) -> Behavior {
+        Behavior::HttpError {
+            status,
+            body: Some(body),
+            text: None,
+            content_type: None,
+            headers: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the opening events of `ok`, `streamError` or `hangAfterCreated`; other kinds
+    /// come back unchanged.
+    pub fn with_opening(mut self, events: &[&str]) -> Behavior {
+        let events = events.iter().map(|e| e.to_string()).collect();
+        match &mut self {
+            Behavior::Ok { opening, .. }
+            | Behavior::StreamError { opening, .. }
+            | Behavior::HangAfterCreated { opening } => *opening = Some(events),
+            _ => {}
+        }
+        self
+    }
+
+    /// Sets the reasoning summary text of an `ok`; other kinds come back unchanged.
+    pub fn with_reasoning_summary(mut self, summary: &str) -> Behavior {
+        if let Behavior::Ok {
+            reasoning_summary, ..
+        } = &mut self
+        {
+            *reasoning_summary = Some(summary.to_string());
+        }
+        self
+    }
+
+    /// Adds fields to a `streamError`'s error object; other kinds come back unchanged.
+    pub fn with_error_fields(mut self, fields: Map<String, Value>) -> Behavior {
+        if let Behavior::StreamError { extra, .. } = &mut self {
+            extra.extend(fields);
+        }
+        self
     }
 
     /// The `kind` tag, for logs.
@@ -463,6 +720,14 @@ impl Behavior {
             Behavior::CutAfterFirstDelta { .. } => "cutAfterFirstDelta",
             Behavior::HangBeforeHeaders => "hangBeforeHeaders",
             Behavior::HangAfterHeaders => "hangAfterHeaders",
+            Behavior::InvalidRequest { .. } => "invalidRequest",
+            Behavior::Detail { .. } => "detail",
+            Behavior::DeactivatedWorkspace => "deactivatedWorkspace",
+            Behavior::CloudflareChallenge => "cloudflareChallenge",
+            Behavior::Forbidden { .. } => "forbidden",
+            Behavior::Overloaded { .. } => "overloaded",
+            Behavior::HangAfterCreated { .. } => "hangAfterCreated",
+            Behavior::HttpError { .. } => "httpError",
         }
     }
 }
@@ -476,6 +741,44 @@ pub enum StreamErrorStyle {
     Error,
     /// `{"type":"response.failed","response":{"error":{"code":...}}}`
     Failed,
+    /// `{"type":"error","error":{"type":...,"code":...,"message":...}}`
+    Nested,
+}
+
+/// How a throttled reply announces its delay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RetryAfterFormat {
+    /// `Retry-After: N`
+    #[default]
+    Seconds,
+    /// `Retry-After: <IMF-fixdate now + N>`
+    HttpDate,
+    /// `retry-after-ms: N * 1000`
+    Millis,
+    /// No header (the message still says "try again in Ns" where it did).
+    Omitted,
+}
+
+/// How `/codex/responses` treats reasoning and compaction items replayed in `input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptedContentCheck {
+    /// Refuse ciphertext this account did not mint (on by default, as the real backend).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// Send `"code": null` instead of `"invalid_encrypted_content"` (same message).
+    #[serde(default)]
+    pub null_code: bool,
+}
+
+impl Default for EncryptedContentCheck {
+    fn default() -> EncryptedContentCheck {
+        EncryptedContentCheck {
+            verify: true,
+            null_code: false,
+        }
+    }
 }
 
 /// How one `/oauth/token` call for an account goes wrong (or is slowed down).
@@ -505,6 +808,52 @@ pub enum TokenBehavior {
     InvalidGrant,
     /// Wait, then answer normally.
     DelayMs { ms: u64 },
+    /// 401 `refresh_token_exhausted`.
+    Exhausted,
+    /// 401 `token_expired`.
+    TokenExpired,
+    /// `status` (401) with `code` at the place `codeAt` names; nothing rotates.
+    Refuse {
+        #[serde(default = "default_refuse_status")]
+        status: u16,
+        code: String,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default)]
+        code_at: CodePlacement,
+    },
+}
+
+fn default_refuse_status() -> u16 {
+    401
+}
+
+impl TokenBehavior {
+    /// `refuse` with the code's usual message.
+    pub fn refuse(status: u16, code: &str, code_at: CodePlacement) -> TokenBehavior {
+        TokenBehavior::Refuse {
+            status,
+            code: code.to_string(),
+            message: None,
+            code_at,
+        }
+    }
+}
+
+/// Where a token-endpoint failure puts its error code.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CodePlacement {
+    /// `{"error":{"code","message","type"},"error_description","code"}`: every place at
+    /// once, the shape of the sim's own refresh failures.
+    #[default]
+    All,
+    /// Only `{"error":{"code","message","type"}}`.
+    ErrorObject,
+    /// Only `{"error":"<code>","error_description"}`.
+    ErrorString,
+    /// Only `{"code","message"}` at the top level.
+    TopLevel,
 }
 
 /// How the usage endpoints answer for one account.

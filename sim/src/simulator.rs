@@ -10,9 +10,12 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::cipher::ContentKey;
 use crate::jwt::Tokens;
 use crate::limits::{LimitsError, LimitsUpdate, validate_families};
-use crate::script::{Behavior, Credits, FamilyScript, Script, TokenBehavior, Usage};
+use crate::script::{
+    Behavior, Credits, EncryptedContentCheck, FamilyScript, Script, TokenBehavior, Usage,
+};
 use crate::server;
 use crate::state::{ApproveError, Shared, UnknownAccount, World};
 use crate::stats::{RecordedRequest, Stats};
@@ -40,6 +43,7 @@ impl Simulator {
             world: Mutex::new(World::new(&script, &base_url)),
             base_url,
             latency_ms: script.latency_ms,
+            content_key: ContentKey::random(),
         });
         let task = tokio::spawn(server::serve(listener, shared.clone()));
         Ok(Simulator { shared, addr, task })
@@ -209,6 +213,44 @@ impl Simulator {
             .token_behaviors
             .push_back(behavior);
         Ok(())
+    }
+
+    /// Deactivates the account: every `/codex/responses` request that passes auth gets a
+    /// 401 with `code` (`account_deactivated`, `token_revoked`, `missing_scope`), even
+    /// right after a refresh, until `reactivate`.
+    pub fn deactivate(&self, account_id: &str, code: &str) -> Result<(), UnknownAccount> {
+        self.shared
+            .world
+            .lock()
+            .set_deactivated(account_id, Some(code))
+    }
+
+    /// Ends a deactivation: requests are answered by behaviors again.
+    pub fn reactivate(&self, account_id: &str) -> Result<(), UnknownAccount> {
+        self.shared.world.lock().set_deactivated(account_id, None)
+    }
+
+    /// Changes how the account's requests have their replayed ciphertext checked.
+    pub fn set_encrypted_content_check(
+        &self,
+        account_id: &str,
+        check: EncryptedContentCheck,
+    ) -> Result<(), UnknownAccount> {
+        self.shared
+            .world
+            .lock()
+            .set_encrypted_content_check(account_id, check)
+    }
+
+    /// The `encrypted_content` this account would mint for item `item_id` (a reasoning
+    /// `rs_…` or compaction `cmp_…` item), for building replayed input in tests.
+    pub fn mint_encrypted_content(
+        &self,
+        account_id: &str,
+        item_id: &str,
+    ) -> Result<String, UnknownAccount> {
+        self.shared.world.lock().account_mut(account_id)?;
+        Ok(self.shared.content_key.mint(account_id, item_id))
     }
 
     /// Invalidates every access token of the account: the backend answers 401 until

@@ -1,10 +1,12 @@
 //! The SSE event sequences of the Responses API, as pi's parser expects them
 //! (pi-ai `openai-responses-shared.js` / `openai-codex-responses.js`):
-//! `response.created`, `response.in_progress`, `response.output_item.added` (a message),
+//! `response.created`, `response.in_progress`, a reasoning item at output index 0
+//! (`response.output_item.added` / `.done`, with its summary events when it has a
+//! summary), then the message at index 1: `response.output_item.added`,
 //! `response.content_part.added` (an empty `output_text` the deltas append to),
 //! `response.output_text.delta`..., the three `*.done` events carrying the full text
 //! (pi replaces the streamed text with the one in `response.output_item.done`), and
-//! `response.completed` with status and token usage.
+//! `response.completed` with status, both items and token usage.
 //!
 //! Each event is framed as `event: <type>\ndata: <json>\n\n` and sent as its own chunk.
 
@@ -13,8 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use serde_json::Map;
+
 use crate::body::Step;
 use crate::clock;
+use crate::errors;
 use crate::jwt::random_urlsafe;
 use crate::script::StreamErrorStyle;
 
@@ -28,6 +33,21 @@ pub(crate) fn frame(kind: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
+/// The opening events every stream sends unless its script names others.
+const DEFAULT_OPENING: [&str; 2] = ["response.created", "response.in_progress"];
+/// Where the message sits in `output`: the reasoning item comes first.
+const MESSAGE_INDEX: u64 = 1;
+/// Reasoning tokens reported for the (invisible) reasoning of every answer.
+const REASONING_TOKENS: u64 = 16;
+
+/// The reasoning item every answer starts with; its ciphertext is bound to the account.
+pub(crate) struct Reasoning {
+    pub id: String,
+    pub encrypted_content: String,
+    /// Summary text, streamed as one summary part; None leaves `summary` empty.
+    pub summary: Option<String>,
+}
+
 /// Builds the events of one response, numbering them as the real backend does.
 pub(crate) struct ResponseEvents {
     response_id: String,
@@ -36,11 +56,12 @@ pub(crate) struct ResponseEvents {
     created_at: u64,
     input_tokens: u64,
     sequence: u64,
+    reasoning: Reasoning,
 }
 
 impl ResponseEvents {
     /// `model` echoes the request's model; `input_bytes` gives a plausible token count.
-    pub fn new(model: Option<String>, input_bytes: usize) -> ResponseEvents {
+    pub fn new(model: Option<String>, input_bytes: usize, reasoning: Reasoning) -> ResponseEvents {
         ResponseEvents {
             response_id: format!("resp_sim_{}", random_urlsafe(12)),
             item_id: format!("msg_sim_{}", random_urlsafe(12)),
@@ -48,6 +69,7 @@ impl ResponseEvents {
             created_at: clock::now_s(),
             input_tokens: (input_bytes as u64).div_ceil(4),
             sequence: 0,
+            reasoning,
         }
     }
 
@@ -73,22 +95,98 @@ impl ResponseEvents {
     }
 
     fn usage(&self, output_bytes: u64) -> Value {
-        let output_tokens = output_bytes.div_ceil(4).max(1);
+        let output_tokens = output_bytes.div_ceil(4).max(1) + REASONING_TOKENS;
         json!({
             "input_tokens": self.input_tokens,
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": REASONING_TOKENS},
             "total_tokens": self.input_tokens + output_tokens,
         })
     }
 
-    fn created(&mut self) -> Vec<Step> {
-        let created = self.response_object("in_progress", json!([]), Value::Null);
-        vec![
-            self.event("response.created", json!({"response": created})),
-            self.event("response.in_progress", json!({"response": created})),
-        ]
+    /// The events before any output, by name. The known ones carry their real payloads
+    /// (`response.metadata` a minimal plausible one); any other name is sent as an event
+    /// with nothing but its type, so a client's handling of unknown events can be tested.
+    fn opening(&mut self, names: Option<&[String]>) -> Vec<Step> {
+        let names: Vec<&str> = match names {
+            Some(names) => names.iter().map(String::as_str).collect(),
+            None => DEFAULT_OPENING.to_vec(),
+        };
+        names
+            .into_iter()
+            .map(|name| {
+                let data = match name {
+                    "response.created" | "response.in_progress" => {
+                        json!({"response": self.response_object("in_progress", json!([]), Value::Null)})
+                    }
+                    "response.queued" => {
+                        json!({"response": self.response_object("queued", json!([]), Value::Null)})
+                    }
+                    "response.metadata" => {
+                        json!({"metadata": {"openai_verification_recommendation": []}})
+                    }
+                    _ => json!({}),
+                };
+                self.event(name, data)
+            })
+            .collect()
+    }
+
+    fn reasoning_item(&self) -> Value {
+        let summary = match &self.reasoning.summary {
+            Some(text) => json!([{"type": "summary_text", "text": text}]),
+            None => json!([]),
+        };
+        json!({
+            "id": self.reasoning.id,
+            "type": "reasoning",
+            "summary": summary,
+            "encrypted_content": self.reasoning.encrypted_content,
+        })
+    }
+
+    /// The reasoning item at output index 0: added, its summary (if any), done.
+    fn reasoning_events(&mut self) -> Vec<Step> {
+        let id = self.reasoning.id.clone();
+        // The summary streams after `added`, so the added item has none yet.
+        let mut added = self.reasoning_item();
+        added["summary"] = json!([]);
+        let mut steps = vec![self.event(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": added}),
+        )];
+        if let Some(text) = self.reasoning.summary.clone() {
+            let summary = |field: &str, value: Value| {
+                let mut data = json!({"item_id": id, "output_index": 0, "summary_index": 0});
+                data[field] = value;
+                data
+            };
+            let empty_part = json!({"type": "summary_text", "text": ""});
+            let full_part = json!({"type": "summary_text", "text": text});
+            steps.push(self.event(
+                "response.reasoning_summary_part.added",
+                summary("part", empty_part),
+            ));
+            steps.push(self.event(
+                "response.reasoning_summary_text.delta",
+                summary("delta", text.clone().into()),
+            ));
+            steps.push(self.event(
+                "response.reasoning_summary_text.done",
+                summary("text", text.into()),
+            ));
+            steps.push(self.event(
+                "response.reasoning_summary_part.done",
+                summary("part", full_part),
+            ));
+        }
+        let done = self.reasoning_item();
+        steps.push(self.event(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": done}),
+        ));
+        steps
     }
 
     fn item(&self, status: &str, text: Option<&str>) -> Value {
@@ -106,11 +204,11 @@ impl ResponseEvents {
         vec![
             self.event(
                 "response.output_item.added",
-                json!({"output_index": 0, "item": item}),
+                json!({"output_index": MESSAGE_INDEX, "item": item}),
             ),
             self.event(
                 "response.content_part.added",
-                json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": part}),
+                json!({"item_id": item_id, "output_index": MESSAGE_INDEX, "content_index": 0, "part": part}),
             ),
         ]
     }
@@ -119,18 +217,29 @@ impl ResponseEvents {
         let item_id = self.item_id.clone();
         self.event(
             "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": piece}),
+            json!({"item_id": item_id, "output_index": MESSAGE_INDEX, "content_index": 0, "delta": piece}),
         )
     }
 
-    /// The `ok` behavior: the whole sequence with `deltas` pieces of `text`.
-    pub fn ok(mut self, text: &str, deltas: u32, delay_ms: u64, first_delay_ms: u64) -> Vec<Step> {
-        let mut steps = self.created();
+    /// The `ok` behavior: the opening events, `firstDelayMs`, the reasoning item, then the
+    /// message with `deltas` pieces of `text`.
+    pub fn ok(
+        mut self,
+        text: &str,
+        deltas: u32,
+        delay_ms: u64,
+        first_delay_ms: u64,
+        opening: Option<&[String]>,
+    ) -> Vec<Step> {
+        let mut steps = self.opening(opening);
+        if first_delay_ms > 0 {
+            steps.push(Step::Sleep(Duration::from_millis(first_delay_ms)));
+        }
+        steps.extend(self.reasoning_events());
         steps.extend(self.item_added());
         for (i, piece) in split_text(text, deltas).iter().enumerate() {
-            let pause = if i == 0 { first_delay_ms } else { delay_ms };
-            if pause > 0 {
-                steps.push(Step::Sleep(Duration::from_millis(pause)));
+            if i > 0 && delay_ms > 0 {
+                steps.push(Step::Sleep(Duration::from_millis(delay_ms)));
             }
             steps.push(self.delta(piece));
         }
@@ -138,19 +247,20 @@ impl ResponseEvents {
         let part = json!({"type": "output_text", "text": text, "annotations": []});
         steps.push(self.event(
             "response.output_text.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": text}),
+            json!({"item_id": item_id, "output_index": MESSAGE_INDEX, "content_index": 0, "text": text}),
         ));
         steps.push(self.event(
             "response.content_part.done",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": part}),
+            json!({"item_id": item_id, "output_index": MESSAGE_INDEX, "content_index": 0, "part": part}),
         ));
         let item = self.item("completed", Some(text));
         steps.push(self.event(
             "response.output_item.done",
-            json!({"output_index": 0, "item": item}),
+            json!({"output_index": MESSAGE_INDEX, "item": item}),
         ));
         let usage = self.usage(text.len() as u64);
-        let done = self.response_object("completed", json!([item]), usage);
+        let output = json!([self.reasoning_item(), item]);
+        let done = self.response_object("completed", output, usage);
         steps.push(self.event("response.completed", json!({"response": done})));
         steps
     }
@@ -160,7 +270,8 @@ impl ResponseEvents {
     /// event, which no real answer of this size does and which any sane event-size cap
     /// would reject. pi keeps the text it assembled from the deltas.
     pub fn big(mut self, total_bytes: u64) -> impl Iterator<Item = Step> + Send + 'static {
-        let mut head = self.created();
+        let mut head = self.opening(None);
+        head.extend(self.reasoning_events());
         head.extend(self.item_added());
         let head_bytes: u64 = head.iter().map(step_len).sum();
 
@@ -171,13 +282,13 @@ impl ResponseEvents {
         let delta = frame(
             "response.output_text.delta",
             &json!({"type": "response.output_text.delta", "item_id": item_id,
-                    "output_index": 0, "content_index": 0, "delta": piece}),
+                    "output_index": MESSAGE_INDEX, "content_index": 0, "delta": piece}),
         );
         let remaining = total_bytes.saturating_sub(head_bytes);
         let count = (remaining / delta.len() as u64).max(1);
 
         let usage = self.usage(count * piece.len() as u64);
-        let done = self.response_object("completed", json!([]), usage);
+        let done = self.response_object("completed", json!([self.reasoning_item()]), usage);
         let tail = self.event("response.completed", json!({"response": done}));
 
         head.into_iter()
@@ -185,39 +296,59 @@ impl ResponseEvents {
             .chain(std::iter::once(tail))
     }
 
-    /// The `streamError` behavior: optionally the opening events, then the failure.
-    pub fn stream_error(
-        mut self,
-        code: &str,
-        style: StreamErrorStyle,
-        after_created: bool,
-        message: Option<&str>,
-    ) -> Vec<Step> {
-        let message = message
+    /// The `streamError` behavior: the opening events, then the failure in one of the
+    /// three shapes. `fields` go into the error object after the generated ones.
+    pub fn stream_error(mut self, failure: StreamFailure<'_>) -> Vec<Step> {
+        let message = failure
+            .message
             .map(str::to_string)
-            .unwrap_or_else(|| stream_error_message(code));
-        let mut steps = if after_created {
-            self.created()
-        } else {
-            Vec::new()
+            .unwrap_or_else(|| errors::message_for(failure.code));
+        let mut steps = match failure.opening {
+            Some(names) => self.opening(Some(names)),
+            None if failure.after_created => self.opening(None),
+            None => Vec::new(),
         };
-        match style {
-            StreamErrorStyle::Error => steps.push(self.event(
-                "error",
-                json!({"code": code, "message": message, "param": null}),
-            )),
+        let mut error = Map::new();
+        if failure.style == StreamErrorStyle::Nested {
+            let kind = failure
+                .error_type
+                .unwrap_or_else(|| errors::type_for(failure.code));
+            error.insert("type".into(), kind.into());
+        }
+        error.insert("code".into(), failure.code.into());
+        error.insert("message".into(), message.into());
+        if failure.style != StreamErrorStyle::Failed {
+            error.insert("param".into(), Value::Null);
+        }
+        if let Some(seconds) = failure.resets_in_seconds {
+            error.insert("resets_at".into(), (clock::now_s() + seconds).into());
+            error.insert("resets_in_seconds".into(), seconds.into());
+        }
+        error.extend(failure.fields.clone());
+        let error = Value::Object(error);
+        steps.push(match failure.style {
+            StreamErrorStyle::Error => self.event("error", error),
+            StreamErrorStyle::Nested => self.event("error", json!({"error": error})),
             StreamErrorStyle::Failed => {
                 let mut failed = self.response_object("failed", json!([]), Value::Null);
-                failed["error"] = json!({"code": code, "message": message});
-                steps.push(self.event("response.failed", json!({"response": failed})));
+                failed["error"] = error;
+                self.event("response.failed", json!({"response": failed}))
             }
-        }
+        });
+        steps
+    }
+
+    /// The `hangAfterCreated` behavior: the opening events, then silence.
+    pub fn hang_after_opening(mut self, opening: Option<&[String]>) -> Vec<Step> {
+        let mut steps = self.opening(opening);
+        steps.push(Step::Hang);
         steps
     }
 
     /// The `cutAfterFirstDelta` behavior: some output, then a broken connection.
     pub fn cut_after_first_delta(mut self, text: &str) -> Vec<Step> {
-        let mut steps = self.created();
+        let mut steps = self.opening(None);
+        steps.extend(self.reasoning_events());
         steps.extend(self.item_added());
         let first = split_text(text, 3).into_iter().next().unwrap_or_default();
         steps.push(self.delta(&first));
@@ -234,19 +365,16 @@ fn step_len(step: &Step) -> u64 {
     }
 }
 
-/// The message the real backend puts next to each in-stream error code.
-fn stream_error_message(code: &str) -> String {
-    match code {
-        "usage_limit_reached" => "The usage limit has been reached".to_string(),
-        "insufficient_quota" => {
-            "You exceeded your current quota, please check your plan and billing details."
-                .to_string()
-        }
-        "rate_limit_exceeded" => {
-            "Rate limit reached for requests. Please try again in 5s.".to_string()
-        }
-        other => format!("simulated stream error: {other}"),
-    }
+/// What a `streamError` sends, taken from its script.
+pub(crate) struct StreamFailure<'a> {
+    pub code: &'a str,
+    pub style: StreamErrorStyle,
+    pub after_created: bool,
+    pub message: Option<&'a str>,
+    pub opening: Option<&'a [String]>,
+    pub error_type: Option<&'a str>,
+    pub resets_in_seconds: Option<u64>,
+    pub fields: &'a Map<String, Value>,
 }
 
 /// Splits text into `pieces` parts of about equal length, on character boundaries.
@@ -286,7 +414,12 @@ mod tests {
 
     #[test]
     fn big_sends_about_the_requested_bytes() {
-        let total: u64 = ResponseEvents::new(None, 0)
+        let reasoning = Reasoning {
+            id: "rs_1".into(),
+            encrypted_content: "x".into(),
+            summary: None,
+        };
+        let total: u64 = ResponseEvents::new(None, 0, reasoning)
             .big(1_000_000)
             .map(|s| step_len(&s))
             .sum();

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cipher::ContentKey;
 use crate::clock;
 use crate::jwt::{self, Tokens};
 use crate::limits::AccountLimits;
 use crate::script::{
-    AccountScript, Behavior, DeviceScript, Script, TokenBehavior, Usage, UsageEndpointScript,
+    AccountScript, Behavior, DeviceScript, EncryptedContentCheck, Script, TokenBehavior, Usage,
+    UsageEndpointScript,
 };
 use crate::stats::{Outcome, Recorder};
 
@@ -22,6 +24,8 @@ pub(crate) struct Shared {
     /// `http://127.0.0.1:PORT`, the issuer and origin of every endpoint.
     pub base_url: String,
     pub latency_ms: u64,
+    /// The secret behind every `encrypted_content` this simulator mints.
+    pub content_key: ContentKey,
 }
 
 /// Returned when an API call names an account the script does not have.
@@ -313,6 +317,25 @@ impl World {
         Ok(())
     }
 
+    /// Deactivates the account with this 401 code, or (None) activates it again.
+    pub fn set_deactivated(
+        &mut self,
+        account_id: &str,
+        code: Option<&str>,
+    ) -> Result<(), UnknownAccount> {
+        self.account_mut(account_id)?.script.deactivated = code.map(str::to_string);
+        Ok(())
+    }
+
+    pub fn set_encrypted_content_check(
+        &mut self,
+        account_id: &str,
+        check: EncryptedContentCheck,
+    ) -> Result<(), UnknownAccount> {
+        self.account_mut(account_id)?.script.encrypted_content = check;
+        Ok(())
+    }
+
     /// Decides who consents at the next `/oauth/authorize` (None = deny).
     pub fn queue_login(&mut self, account_id: Option<&str>) -> Result<(), UnknownAccount> {
         let choice = match account_id {
@@ -395,6 +418,12 @@ impl RequestTracker {
     pub fn set_status(&self, status: u16) {
         if let Some(request) = self.shared.world.lock().recorder.request_mut(self.seq) {
             request.status = status;
+        }
+    }
+
+    pub fn set_response_encoding(&self, encoding: &str) {
+        if let Some(request) = self.shared.world.lock().recorder.request_mut(self.seq) {
+            request.response_encoding = Some(encoding.to_string());
         }
     }
 

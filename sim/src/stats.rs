@@ -66,6 +66,11 @@ pub struct AccountCounts {
     pub reset_consume_calls: u64,
     /// Banked resets spent (the main windows went back to 0%).
     pub resets_consumed: u64,
+    /// Requests refused with 400 `invalid_encrypted_content`: their `input` held reasoning
+    /// or compaction ciphertext that this account did not mint.
+    pub encrypted_content_refused: u64,
+    /// Requests refused with the account-level 401 while the account is deactivated.
+    pub deactivated_refused: u64,
 }
 
 /// Counters not tied to a scripted account.
@@ -99,6 +104,16 @@ pub enum Outcome {
     CutBySim,
 }
 
+/// Why a request that passed auth was refused before any behavior was taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Refusal {
+    /// 400 `invalid_encrypted_content` (or `code: null`): foreign ciphertext in `input`.
+    InvalidEncryptedContent,
+    /// The account-level 401 of a deactivated account.
+    AccountDeactivated,
+}
+
 /// One `/codex/responses` request as the sim received it.
 ///
 /// Bodies are `Bytes`, so snapshots of a long log stay cheap to copy.
@@ -119,12 +134,17 @@ pub struct RecordedRequest {
     /// None when decoding failed, with the reason in `decode_error`.
     pub body: Option<Bytes>,
     pub decode_error: Option<String>,
-    /// The behavior that answered; None when auth refused the request.
+    /// The behavior that answered; None when auth or a check (`refusal`) refused the
+    /// request.
     pub behavior: Option<Behavior>,
     /// The status sent, 0 while (or if) no headers were sent.
     pub status: u16,
     pub outcome: Outcome,
     pub received_at_ms: u64,
+    /// Set when the request passed auth but was refused before the behavior queue.
+    pub refusal: Option<Refusal>,
+    /// The `content-encoding` of the answer (`gzip`), None when it went out as is.
+    pub response_encoding: Option<String>,
 }
 
 impl RecordedRequest {
@@ -149,7 +169,7 @@ impl RecordedRequest {
 /// The admin API's JSON form: bodies as base64 plus the parsed JSON body.
 impl Serialize for RecordedRequest {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("RecordedRequest", 14)?;
+        let mut out = serializer.serialize_struct("RecordedRequest", 16)?;
         out.serialize_field("seq", &self.seq)?;
         out.serialize_field("accountId", &self.account_id)?;
         out.serialize_field("method", &self.method)?;
@@ -167,6 +187,8 @@ impl Serialize for RecordedRequest {
         out.serialize_field("status", &self.status)?;
         out.serialize_field("outcome", &self.outcome)?;
         out.serialize_field("receivedAtMs", &self.received_at_ms)?;
+        out.serialize_field("refusal", &self.refusal)?;
+        out.serialize_field("responseEncoding", &self.response_encoding)?;
         out.end()
     }
 }

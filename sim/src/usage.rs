@@ -4,25 +4,22 @@
 //! challenge before the backend sees the call. Every call is logged with the client
 //! headers the CDN judges.
 
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
 use hyper::{Method, Request};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::backend::{bearer, header};
-use crate::clock;
-use crate::jwt::random_bytes;
 use crate::limits::{LimitReport, reset_credits_payload};
 use crate::reply::{self, Reply};
 use crate::script::CdnChallenge;
 use crate::state::{AccessCheck, Shared};
 use crate::stats::UsageRequest;
+use crate::{clock, errors};
 
 /// Which endpoint was called; tests can script the usage paths apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +66,7 @@ impl Answer {
 
     fn into_reply(self) -> Reply {
         match self {
-            Answer::Challenge => cdn_challenge(),
+            Answer::Challenge => errors::cloudflare_challenge(),
             Answer::Unauthorized => reply::error(
                 401,
                 "invalid_request_error",
@@ -241,28 +238,6 @@ fn looks_like_a_client(user_agent: Option<&str>) -> bool {
     !BARE_AGENTS
         .iter()
         .any(|bare| product.eq_ignore_ascii_case(bare))
-}
-
-/// Cloudflare's managed challenge: a 403 HTML page (not JSON), `cf-mitigated: challenge`.
-fn cdn_challenge() -> Reply {
-    let mut reply = reply::html(
-        403,
-        "<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>\
-         <body><noscript>Enable JavaScript and cookies to continue</noscript>\
-         <p>dispatch-sim: a simulated CDN challenge</p></body></html>",
-    );
-    let mut ray = String::new();
-    for byte in random_bytes(8) {
-        let _ = write!(ray, "{byte:02x}");
-    }
-    ray.push_str("-SJC");
-    let headers = reply.headers_mut();
-    headers.insert("cf-mitigated", HeaderValue::from_static("challenge"));
-    headers.insert("server", HeaderValue::from_static("cloudflare"));
-    if let Ok(ray) = HeaderValue::from_str(&ray) {
-        headers.insert("cf-ray", ray);
-    }
-    reply
 }
 
 #[cfg(test)]

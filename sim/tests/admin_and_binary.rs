@@ -31,11 +31,26 @@ async fn admin_get(base: &str, path: &str) -> Value {
 }
 
 async fn model_call(base: &str, account_id: &str, access: &str) -> reqwest::Response {
+    model_call_with(
+        base,
+        account_id,
+        access,
+        r#"{"model":"m","input":[]}"#.to_string(),
+    )
+    .await
+}
+
+async fn model_call_with(
+    base: &str,
+    account_id: &str,
+    access: &str,
+    body: String,
+) -> reqwest::Response {
     client()
         .post(format!("{base}/backend-api/codex/responses"))
         .header("authorization", format!("Bearer {access}"))
         .header("chatgpt-account-id", account_id)
-        .body(r#"{"model":"m","input":[]}"#)
+        .body(body)
         .send()
         .await
         .expect("sent")
@@ -257,6 +272,165 @@ async fn admin_api_changes_credits_families_and_banked_resets() {
     assert_eq!(
         status("usage/nope/codex_bengalfox", family_usage).await,
         404
+    );
+}
+
+#[tokio::test]
+async fn admin_api_deactivates_accounts_switches_the_check_and_mints_ciphertext() {
+    let sim = Simulator::start(Script::default_accounts(1))
+        .await
+        .expect("sim starts");
+    let base = sim.base_url();
+    let access = admin_get(&base, "tokens/acct-a").await["access"]
+        .as_str()
+        .expect("access")
+        .to_string();
+
+    assert_eq!(
+        admin_post(&base, "deactivate/acct-a", json!({}))
+            .await
+            .status(),
+        200
+    );
+    let refused = model_call(&base, "acct-a", &access).await;
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "account_deactivated");
+    admin_post(&base, "deactivate/acct-a", json!({"code": "token_revoked"})).await;
+    let body: Value = model_call(&base, "acct-a", &access)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["error"]["code"], "token_revoked");
+    assert_eq!(
+        admin_post(&base, "reactivate/acct-a", json!({}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(model_call(&base, "acct-a", &access).await.status(), 200);
+
+    let minted = admin_post(&base, "mint/acct-a", json!({"itemId": "cmp_admin"}))
+        .await
+        .json::<Value>()
+        .await
+        .expect("json");
+    let content = minted["encryptedContent"].as_str().expect("minted");
+    let replay = |content: &str| json!({"model": "m", "input": [{"type": "compaction", "id": "cmp_admin", "encrypted_content": content}]});
+    assert_eq!(
+        model_call_with(&base, "acct-a", &access, replay(content).to_string())
+            .await
+            .status(),
+        200
+    );
+    let forged = replay("c2ltMS5jbXBfYWRtaW4uMDA=");
+    assert_eq!(
+        model_call_with(&base, "acct-a", &access, forged.to_string())
+            .await
+            .status(),
+        400
+    );
+    admin_post(&base, "encrypted-content/acct-a", json!({"verify": false})).await;
+    assert_eq!(
+        model_call_with(&base, "acct-a", &access, forged.to_string())
+            .await
+            .status(),
+        200
+    );
+    admin_post(
+        &base,
+        "encrypted-content/acct-a",
+        json!({"verify": true, "nullCode": true}),
+    )
+    .await;
+    let refused = model_call_with(&base, "acct-a", &access, forged.to_string()).await;
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], Value::Null);
+
+    let stats = admin_get(&base, "stats").await;
+    assert_eq!(stats["accounts"]["acct-a"]["deactivatedRefused"], 2);
+    assert_eq!(stats["accounts"]["acct-a"]["encryptedContentRefused"], 2);
+    let requests = stats["requests"].as_array().expect("log");
+    assert_eq!(requests[0]["refusal"], "accountDeactivated");
+    assert_eq!(requests[4]["refusal"], "invalidEncryptedContent");
+    assert_eq!(requests[5]["refusal"], Value::Null);
+    assert_eq!(requests[6]["refusal"], "invalidEncryptedContent");
+    assert_eq!(requests[2]["refusal"], Value::Null);
+    assert_eq!(requests[2]["responseEncoding"], Value::Null);
+
+    for path in ["deactivate/nope", "reactivate/nope", "mint/nope"] {
+        let status = admin_post(&base, path, json!({"itemId": "x"}))
+            .await
+            .status();
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[test]
+fn json_scripts_name_every_failure_kind() {
+    let script = json!({"accounts": [{
+        "accountId": "acct-a",
+        "deactivated": "missing_scope",
+        "encryptedContent": {"verify": true, "nullCode": true},
+        "behaviors": [
+            {"kind": "ok", "opening": ["response.created", "response.queued", "response.metadata"], "reasoningSummary": "why"},
+            {"kind": "streamError", "code": "usage_limit_reached", "style": "nested", "resetsInSeconds": 60,
+             "errorType": "usage_limit_reached", "extra": {"plan_type": "plus"}, "opening": ["response.created"]},
+            {"kind": "rateLimited", "retryAfterSeconds": 3, "retryAfterFormat": "httpDate"},
+            {"kind": "invalidRequest", "message": "Unsupported parameter: foo", "param": "foo"},
+            {"kind": "invalidRequest", "code": "cyber_policy"},
+            {"kind": "detail"},
+            {"kind": "detail", "status": 402, "detail": {"code": "deactivated_workspace"}},
+            {"kind": "deactivatedWorkspace"},
+            {"kind": "cloudflareChallenge"},
+            {"kind": "forbidden", "authorizationError": "missing_authorization_header"},
+            {"kind": "overloaded", "code": "slow_down", "retryAfterSeconds": 2, "retryAfterFormat": "millis"},
+            {"kind": "hangAfterCreated", "opening": ["response.created"]},
+            {"kind": "httpError", "status": 429},
+            {"kind": "httpError", "status": 400, "body": {"detail": "x"}, "headers": {"x-a": "b"}}
+        ],
+        "tokenBehaviors": [
+            {"kind": "exhausted"}, {"kind": "tokenExpired"},
+            {"kind": "refuse", "status": 400, "code": "refresh_token_reused", "codeAt": "errorString"}
+        ]
+    }]});
+    let script = Script::from_json(&script.to_string()).expect("parses");
+    let account = &script.accounts[0];
+    assert_eq!(account.deactivated.as_deref(), Some("missing_scope"));
+    assert!(account.encrypted_content.null_code);
+    let kinds: Vec<&str> = account.behaviors.iter().map(|b| b.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ok",
+            "streamError",
+            "rateLimited",
+            "invalidRequest",
+            "invalidRequest",
+            "detail",
+            "detail",
+            "deactivatedWorkspace",
+            "cloudflareChallenge",
+            "forbidden",
+            "overloaded",
+            "hangAfterCreated",
+            "httpError",
+            "httpError"
+        ]
+    );
+    assert_eq!(account.token_behaviors.len(), 3);
+
+    // Scripts written before these keys existed keep their meaning.
+    let old = Script::from_json(
+        r#"{"accounts":[{"accountId":"x","behaviors":[{"kind":"ok"},{"kind":"rateLimited"}]}]}"#,
+    )
+    .expect("parses");
+    assert!(old.accounts[0].encrypted_content.verify);
+    assert_eq!(old.accounts[0].deactivated, None);
+    assert_eq!(
+        old.accounts[0].behaviors[1],
+        dispatch_sim::Behavior::rate_limited(5)
     );
 }
 

@@ -45,6 +45,8 @@ async fn ok_stream_arrives_event_by_event_with_real_delays() {
             "response.created",
             "response.in_progress",
             "response.output_item.added",
+            "response.output_item.done",
+            "response.output_item.added",
             "response.content_part.added",
             "response.output_text.delta",
             "response.output_text.delta",
@@ -70,10 +72,10 @@ async fn ok_stream_arrives_event_by_event_with_real_delays() {
         .collect();
     assert_eq!(streamed, "one two three four");
     assert_eq!(
-        events[10].1["item"]["content"][0]["text"],
+        events[12].1["item"]["content"][0]["text"],
         "one two three four"
     );
-    let completed = &events[11].1["response"];
+    let completed = &events[13].1["response"];
     assert_eq!(completed["status"], "completed");
     assert!(completed["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0);
 
@@ -114,8 +116,10 @@ async fn default_behavior_says_hello_from_the_account() {
     let events = parse_sse(&response.text().await.expect("body"));
     let done = events
         .iter()
-        .find(|(name, _)| name == "response.output_item.done")
-        .expect("item done");
+        .find(|(name, data)| {
+            name == "response.output_item.done" && data["item"]["type"] == "message"
+        })
+        .expect("message done");
     assert_eq!(done.1["item"]["content"][0]["text"], "hello from acct-b");
     assert_eq!(sim.stats().account("acct-b").served, 1);
     assert_eq!(sim.stats().account("acct-a").served, 0);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{client, percent_encode, post_responses_with, token_form};
 use dispatch_sim::{
-    AccountScript, CLIENT_ID, Script, Simulator, TokenBehavior, decode_jwt_payload, pkce_challenge,
+    AccountScript, CLIENT_ID, CodePlacement, Script, Simulator, TokenBehavior, decode_jwt_payload,
+    pkce_challenge,
 };
 use serde_json::{Value, json};
 
@@ -238,6 +239,70 @@ async fn token_behaviors_fail_calls_without_rotating() {
         .send()
         .await;
     assert!(hung.is_err(), "a hanging token call never answers");
+}
+
+#[tokio::test]
+async fn permanent_refresh_failures_come_with_every_code_status_and_placement() {
+    let account = AccountScript::new("acct-a").with_token_behaviors(vec![
+        TokenBehavior::Exhausted,
+        TokenBehavior::TokenExpired,
+        TokenBehavior::refuse(400, "refresh_token_reused", CodePlacement::ErrorObject),
+        TokenBehavior::refuse(401, "refresh_token_expired", CodePlacement::ErrorString),
+        TokenBehavior::refuse(401, "refresh_token_invalidated", CodePlacement::TopLevel),
+        TokenBehavior::Refuse {
+            status: 400,
+            code: "refresh_token_reused".into(),
+            message: Some("Already used".into()),
+            code_at: CodePlacement::All,
+        },
+    ]);
+    let sim = Simulator::start(Script::default().with_account(account))
+        .await
+        .expect("sim starts");
+    let refresh_token = sim.tokens("acct-a").expect("acct-a").refresh;
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let response = refresh(&sim, &refresh_token).await;
+        let status = response.status().as_u16();
+        answers.push((status, response.json::<Value>().await.expect("json")));
+    }
+
+    for (i, code) in ["refresh_token_exhausted", "token_expired"]
+        .iter()
+        .enumerate()
+    {
+        let (status, body) = &answers[i];
+        assert_eq!(*status, 401);
+        assert_eq!(body["error"]["code"], *code);
+        assert_eq!(body["code"], *code);
+    }
+    let (status, body) = &answers[2];
+    assert_eq!(*status, 400);
+    assert_eq!(body["error"]["code"], "refresh_token_reused");
+    assert!(body.get("code").is_none() && body.get("error_description").is_none());
+
+    let (status, body) = &answers[3];
+    assert_eq!(*status, 401);
+    assert_eq!(body["error"], "refresh_token_expired");
+    assert!(body["error_description"].is_string());
+    assert!(body.get("code").is_none());
+
+    let (status, body) = &answers[4];
+    assert_eq!(*status, 401);
+    assert_eq!(body["code"], "refresh_token_invalidated");
+    assert!(body.get("error").is_none());
+
+    let (status, body) = &answers[5];
+    assert_eq!(*status, 400);
+    assert_eq!(
+        *body,
+        json!({"error": {"code": "refresh_token_reused", "message": "Already used", "type": "invalid_request_error"},
+               "error_description": "Already used", "code": "refresh_token_reused"})
+    );
+
+    // Scripted failures rotate nothing: the token still works.
+    assert_eq!(refresh(&sim, &refresh_token).await.status(), 200);
+    assert_eq!(sim.stats().account("acct-a").token_failures, 6);
 }
 
 async fn device_start(sim: &Simulator) -> Value {

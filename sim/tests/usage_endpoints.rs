@@ -169,6 +169,10 @@ async fn the_cdn_challenges_calls_without_a_client_user_agent() {
             Some("challenge")
         );
         assert!(header_text(&response, "cf-ray").is_some());
+        assert_eq!(
+            header_text(&response, "server").as_deref(),
+            Some("cloudflare")
+        );
         let page = response.text().await.expect("body");
         assert!(page.contains("<title>Just a moment...</title>"), "{page}");
     }

@@ -37,15 +37,48 @@ pub async fn post_responses_with(
     account_id: &str,
     token: &str,
 ) -> reqwest::Response {
+    responses_request(sim, account_id, token)
+        .json(&request_body())
+        .send()
+        .await
+        .expect("request reaches the sim")
+}
+
+/// A /codex/responses request as `account_id` with `token`, body still to be added.
+pub fn responses_request(
+    sim: &Simulator,
+    account_id: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
     client()
         .post(format!("{}/codex/responses", sim.backend_base()))
         .header("authorization", format!("Bearer {token}"))
         .header("chatgpt-account-id", account_id)
         .header("accept", "text/event-stream")
-        .json(&request_body())
+}
+
+/// POSTs `body` to /codex/responses as `account_id` with its current access token.
+pub async fn post_responses_body(
+    sim: &Simulator,
+    account_id: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let token = sim.tokens(account_id).expect("scripted account").access;
+    responses_request(sim, account_id, &token)
+        .json(body)
         .send()
         .await
         .expect("request reaches the sim")
+}
+
+/// The whole SSE body of a response, as (event name, data) pairs.
+pub async fn sse_events(response: reqwest::Response) -> Vec<(String, Value)> {
+    parse_sse(&response.text().await.expect("body reads"))
+}
+
+/// The event names, in order.
+pub fn names(events: &[(String, Value)]) -> Vec<&str> {
+    events.iter().map(|(name, _)| name.as_str()).collect()
 }
 
 /// Splits an SSE text into (event name, parsed data) pairs.
