@@ -34,7 +34,7 @@ export declare class LoginFlow {
 /** The labels of the pool's accounts, for argument completion. */
 export declare function accountLabels(): Array<string> | Problem
 
-export type AccountState = 'ready' | 'benched' | 'spent' | 'needsLogin' | 'disabled'
+export type AccountState = 'ready' | 'benched' | 'spent' | 'needsLogin' | 'needsAttention' | 'disabled'
 
 export interface AccountView {
   id: string
@@ -59,7 +59,7 @@ export interface AccountView {
   summary: string
 }
 
-export type ChoiceReason = 'pinned' | 'kept' | 'untouched' | 'soonestWeeklyReset' | 'any'
+export type ChoiceReason = 'pinned' | 'kept' | 'servedBefore' | 'untouched' | 'soonestWeeklyReset' | 'any'
 
 export interface ChoiceView {
   label: string

@@ -148,13 +148,15 @@ function registerSessionUpkeep(pi: ExtensionAPI, core: Core): void {
     );
     updateFooter(ctx, native);
   });
-  pi.on("after_provider_response", async (_event, ctx) => {
-    if (ctx.model?.provider !== PROVIDER) return;
-    for (const notice of native.takeNotices(ctx.sessionManager.getSessionId())) {
-      show(ctx, notice.message, "warning");
-    }
-    updateFooter(ctx, native);
-  });
+  pi.on("after_provider_response", async (_event, ctx) =>
+    unlessRetired(() => {
+      if (ctx.model?.provider !== PROVIDER) return;
+      for (const notice of native.takeNotices(ctx.sessionManager.getSessionId())) {
+        show(ctx, notice.message, "warning");
+      }
+      updateFooter(ctx, native);
+    }),
+  );
   pi.on("turn_end", async (_event, ctx) => updateFooter(ctx, native));
 }
 
@@ -176,10 +178,10 @@ function updateFooter(ctx: ExtensionContext, native: typeof Native): void {
   });
 }
 
-/** Footer updates run late (after a usage fetch or a status read), when pi may have retired the
- * ctx they hold: after a new, resumed or forked session, a reload, or the end of a print run, pi
- * throws on any use of it. Thrown from a promise callback, that would end pi; there is nothing
- * left to update, so it is dropped. */
+/** Footer updates and notices can run when pi has retired the ctx they hold: after a new,
+ * resumed or forked session, a reload, a compaction, or the end of a print run, pi throws on any
+ * use of it. Thrown from a promise callback that would end pi, and from a handler pi reports it
+ * as an extension error; there is nothing left to update, so it is dropped. */
 function unlessRetired(update: () => void): void {
   try {
     update();
@@ -258,6 +260,7 @@ async function login(core: Core, args: string, ctx: ExtensionCommandContext): Pr
   if (done === null) return;
   if (isProblem(done)) return failed(ctx, core, done);
   show(ctx, done.message, "info");
+  updateFooter(ctx, native);
 }
 
 /** The browser sign-in: the callback and a pasted redirect race; the first answer decides. */
@@ -382,6 +385,7 @@ async function removeAccount(core: Core, args: string, ctx: ExtensionCommandCont
   const removed = native.removeAccount(label);
   if (isProblem(removed)) return failed(ctx, core, removed);
   show(ctx, removed, "info");
+  updateFooter(ctx, native);
 }
 
 async function renameAccount(core: Core, args: string, ctx: ExtensionCommandContext): Promise<void> {
@@ -408,6 +412,7 @@ async function renameAccount(core: Core, args: string, ctx: ExtensionCommandCont
   const renamed = native.renameAccount(label, newLabel);
   if (isProblem(renamed)) return failed(ctx, core, renamed);
   show(ctx, renamed, "info");
+  updateFooter(ctx, native);
 }
 
 /** A label picked from the pool in a dialog; without dialogs, says how to name one instead. */

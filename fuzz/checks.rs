@@ -116,13 +116,14 @@ pub fn failure(data: &[u8]) {
     }
     let event = serde_json::from_slice::<Value>(body).ok();
     let failures = [
-        Failure::from_status(status, &headers, body, NOW),
+        Some(Failure::from_status(status, &headers, body, NOW)),
+        Some(Failure::refused_after_refresh(body)),
         event.and_then(|event| Failure::from_event(&event, NOW)),
     ];
     for failure in failures.into_iter().flatten() {
-        let _ = failure.account_state(None, NOW);
+        let _ = failure.account_change(None, NOW);
         let _ = pi_dispatch::domain::text::report::failure(&failure);
-        let _ = failure.retry_here_after_ms();
+        let _ = failure.action();
     }
 }
 

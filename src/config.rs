@@ -22,6 +22,9 @@ pub const ENV_AGENT_DIR: &str = "PI_CODING_AGENT_DIR";
 pub const ENV_CALLBACK_PORT: &str = "PI_DISPATCH_CALLBACK_PORT";
 /// A number that makes the random tie-break between equal accounts repeatable (tests).
 pub const ENV_SEED: &str = "PI_DISPATCH_SEED";
+/// How long a model reply may take to send its headers, or stay silent before its first output,
+/// before the proxy fails it over (milliseconds; default 60000). Tests shorten it.
+pub const ENV_STALL_MS: &str = "PI_DISPATCH_STALL_MS";
 /// The port OpenAI's OAuth client registration redirects to.
 pub const DEFAULT_CALLBACK_PORT: u16 = 1455;
 
@@ -154,6 +157,24 @@ pub fn callback_port() -> Result<u16, Error> {
             .with_source(e)
         }),
         _ => Ok(DEFAULT_CALLBACK_PORT),
+    }
+}
+
+/// `PI_DISPATCH_STALL_MS`, when set.
+pub fn stall_limit() -> Result<Option<std::time::Duration>, Error> {
+    match std::env::var(ENV_STALL_MS) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .map(|ms| Some(std::time::Duration::from_millis(ms)))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("{ENV_STALL_MS} is not a number of milliseconds: {text:?}"),
+                )
+                .with_source(e)
+            }),
+        _ => Ok(None),
     }
 }
 

@@ -14,7 +14,7 @@ use napi::Either;
 use napi_derive::napi;
 use tokio::sync::OnceCell;
 
-use crate::config::{self, Endpoints};
+use crate::config;
 use crate::domain::text;
 use crate::error::{Error, ErrorKind};
 use crate::io::clock::now_ms;
@@ -35,10 +35,7 @@ static CORE: OnceCell<Core> = OnceCell::const_new();
 
 async fn core() -> Result<&'static Core, Error> {
     CORE.get_or_try_init(|| async {
-        let ctx = std::sync::Arc::new(Context::new(
-            Endpoints::from_env()?,
-            Store::new(config::agent_dir()?),
-        )?);
+        let ctx = std::sync::Arc::new(Context::from_env()?);
         let proxy = Proxy::start(ctx.clone()).await?;
         Ok(Core { ctx, proxy })
     })

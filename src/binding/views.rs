@@ -18,6 +18,8 @@ pub enum AccountState {
     /// A window at 100% until it resets.
     Spent,
     NeedsLogin,
+    /// Something only a person can fix; the reason says what.
+    NeedsAttention,
     Disabled,
 }
 
@@ -71,6 +73,7 @@ impl From<&AccountStatus> for AccountView {
             Availability::Benched { .. } => (AccountState::Benched, Some(())),
             Availability::Spent { .. } => (AccountState::Spent, Some(())),
             Availability::NeedsLogin { .. } => (AccountState::NeedsLogin, Some(())),
+            Availability::NeedsAttention(_) => (AccountState::NeedsAttention, Some(())),
             Availability::Disabled { .. } => (AccountState::Disabled, Some(())),
         };
         Self {
@@ -97,6 +100,7 @@ impl From<&AccountStatus> for AccountView {
 pub enum ChoiceReason {
     Pinned,
     Kept,
+    ServedBefore,
     Untouched,
     SoonestWeeklyReset,
     Any,
@@ -117,6 +121,7 @@ impl From<&Choice> for ChoiceView {
             reason: match c.reason {
                 Reason::Pinned => ChoiceReason::Pinned,
                 Reason::Kept => ChoiceReason::Kept,
+                Reason::ServedBefore => ChoiceReason::ServedBefore,
                 Reason::Untouched => ChoiceReason::Untouched,
                 Reason::SoonestWeeklyReset { .. } => ChoiceReason::SoonestWeeklyReset,
                 Reason::Any { .. } => ChoiceReason::Any,

@@ -13,6 +13,12 @@ use crate::error::{Error, ErrorKind};
 /// Labels are typed as command arguments and shown in one line of status, so they stay short.
 pub const MAX_LABEL_CHARS: usize = 64;
 
+/// Session bindings kept at most: the most recently served sessions.
+pub const MAX_BINDINGS: usize = 256;
+/// A binding older than this is forgotten. A session resumed later is chosen afresh (and its
+/// old reasoning removed from the request); a month covers a long-running project.
+pub const BINDING_LIFETIME_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// The contents of `dispatch.json`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,7 +26,28 @@ pub struct AccountsFile {
     pub version: u32,
     #[serde(default)]
     pub accounts: Vec<Account>,
+    /// Which account served each recent session last, so any pi process continuing it sends it
+    /// there: only that account can read the session's reasoning, and its prompt cache is warm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionBinding>,
 }
+
+/// A session and the account that served its last reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionBinding {
+    pub session: String,
+    pub account_id: String,
+    pub served_at_ms: u64,
+    /// Fingerprints of the reasoning items in the session's history that other accounts
+    /// minted (see `domain::conversation`): removed from every request to this account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<String>,
+}
+
+/// Foreign fingerprints kept per session at most; a history longer than this loses the oldest
+/// from the list, and a request holding one is then refused and recovered (one more exchange).
+const MAX_FOREIGN: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,6 +69,11 @@ pub struct Account {
     /// The last usage seen for this account, from the usage endpoint or response headers.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Something about the account that only a person can fix (deactivated, revoked, refused).
+    /// A field beside `state` rather than a state of its own, so a file with it still loads in
+    /// an older pi-dispatch (which ignores it) and a login or a good usage fetch clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Attention>,
     #[serde(default)]
     pub added_at_ms: u64,
 }
@@ -63,11 +95,75 @@ pub enum AccountState {
     Disabled { reason: String },
 }
 
+/// What is wrong with an account until someone fixes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attention {
+    pub kind: AttentionKind,
+    /// The backend's own words, one line and bounded.
+    #[serde(default)]
+    pub detail: Option<String>,
+    pub since_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttentionKind {
+    /// `account_deactivated`.
+    Deactivated,
+    /// `token_revoked`.
+    Revoked,
+    /// `missing_scope`.
+    MissingScope,
+    /// A 401 without a known code, even after a refresh.
+    TokenRefused,
+    /// 402 `deactivated_workspace` (sometimes briefly).
+    WorkspaceDeactivated,
+    /// A JSON 403 naming an authorization problem.
+    Forbidden,
+    /// A kind a newer pi-dispatch wrote.
+    #[serde(other)]
+    Other,
+}
+
+/// A change to one account that the proxy learned, applied in memory first and then to the file.
+#[derive(Clone, Debug)]
+pub enum Change {
+    State(AccountState),
+    Observed(Observation),
+    Attention(Option<Attention>),
+    /// The account served this session's reply; `foreign` are the fingerprints it cannot read.
+    Served {
+        session: String,
+        at_ms: u64,
+        foreign: Vec<String>,
+    },
+}
+
+impl Change {
+    fn apply(&self, account: &mut Account) {
+        match self {
+            Self::State(state) => {
+                // A bench or a throttle never hides that the account must log in again.
+                if !matches!(account.state, AccountState::NeedsLogin { .. })
+                    || matches!(state, AccountState::NeedsLogin { .. })
+                {
+                    account.state = state.clone();
+                }
+            }
+            Self::Observed(observation) => account.observe(observation),
+            Self::Attention(attention) => account.attention.clone_from(attention),
+            // A change to the file, not the account (see `AccountsFile::apply_change`).
+            Self::Served { .. } => {}
+        }
+    }
+}
+
 impl AccountsFile {
     pub fn empty(version: u32) -> Self {
         Self {
             version,
-            accounts: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -85,6 +181,48 @@ impl AccountsFile {
     pub fn apply(&mut self, id: &str, change: impl FnOnce(&mut Account)) {
         if let Some(account) = self.accounts.iter_mut().find(|a| a.id == id) {
             change(account);
+        }
+    }
+
+    /// Applies a change learned about the account with local id `account_id`.
+    pub fn apply_change(&mut self, account_id: &str, change: &Change) {
+        match change {
+            Change::Served {
+                session,
+                at_ms,
+                foreign,
+            } => self.bind(session, account_id, *at_ms, foreign),
+            change => self.apply(account_id, |account| change.apply(account)),
+        }
+    }
+
+    /// Which account served `session` last, if that account is still in the pool and the
+    /// binding has not expired.
+    pub fn binding(&self, session: &str, now_ms: u64) -> Option<&SessionBinding> {
+        self.sessions
+            .iter()
+            .find(|b| b.session == session)
+            .filter(|b| now_ms.saturating_sub(b.served_at_ms) <= BINDING_LIFETIME_MS)
+            .filter(|b| self.accounts.iter().any(|a| a.id == b.account_id))
+    }
+
+    /// Records that `account_id` served `session`, keeping the bindings bounded: expired ones
+    /// and, past [`MAX_BINDINGS`], the least recently served ones are dropped.
+    fn bind(&mut self, session: &str, account_id: &str, at_ms: u64, foreign: &[String]) {
+        self.sessions.retain(|b| {
+            b.session != session && at_ms.saturating_sub(b.served_at_ms) <= BINDING_LIFETIME_MS
+        });
+        let skip = foreign.len().saturating_sub(MAX_FOREIGN);
+        self.sessions.push(SessionBinding {
+            session: session.to_owned(),
+            account_id: account_id.to_owned(),
+            served_at_ms: at_ms,
+            foreign: foreign[skip..].to_vec(),
+        });
+        if self.sessions.len() > MAX_BINDINGS {
+            self.sessions
+                .sort_by_key(|b| std::cmp::Reverse(b.served_at_ms));
+            self.sessions.truncate(MAX_BINDINGS);
         }
     }
 
@@ -144,6 +282,7 @@ impl AccountsFile {
         if let Some(account) = self.accounts.iter_mut().find(|a| a.is(identity)) {
             account.tokens = tokens;
             account.state = AccountState::Usable;
+            account.attention = None;
             let keep = |field: &mut Option<String>, new: &Option<String>| {
                 if new.is_some() {
                     field.clone_from(new);
@@ -182,6 +321,7 @@ impl AccountsFile {
             tokens,
             state: AccountState::Usable,
             usage: None,
+            attention: None,
             added_at_ms: now_ms,
         });
         Ok(LoginOutcome {
@@ -263,4 +403,88 @@ fn label_taken(label: &str, owner: &Account) -> Error {
 
 fn unknown_label(label: &str) -> Error {
     Error::new(ErrorKind::Label, text::unknown_label(label))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(ids: &[&str]) -> AccountsFile {
+        let account = |id: &str| Account {
+            id: id.into(),
+            label: id.into(),
+            chatgpt_account_id: id.into(),
+            chatgpt_user_id: None,
+            email: None,
+            plan: None,
+            tokens: Tokens {
+                access_token: String::new(),
+                refresh_token: String::new(),
+                id_token: None,
+                expires_at_ms: 0,
+            },
+            state: AccountState::Usable,
+            usage: None,
+            attention: None,
+            added_at_ms: 0,
+        };
+        AccountsFile {
+            version: 1,
+            accounts: ids.iter().map(|id| account(id)).collect(),
+            sessions: Vec::new(),
+        }
+    }
+
+    fn served(session: &str, at_ms: u64) -> Change {
+        Change::Served {
+            session: session.into(),
+            at_ms,
+            foreign: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bindings_are_bounded_to_the_most_recent_sessions() {
+        let mut file = pool(&["a"]);
+        for n in 0..(MAX_BINDINGS as u64 + 40) {
+            file.apply_change("a", &served(&format!("s{n}"), 1_000 + n));
+        }
+        assert_eq!(file.sessions.len(), MAX_BINDINGS);
+        let now = 2_000;
+        assert!(
+            file.binding("s0", now).is_none(),
+            "the oldest are forgotten"
+        );
+        assert!(
+            file.binding(&format!("s{}", MAX_BINDINGS + 39), now)
+                .is_some()
+        );
+        // Serving a session again moves it, it is not listed twice.
+        file.apply_change("a", &served("s100", 5_000));
+        assert_eq!(
+            file.sessions.iter().filter(|b| b.session == "s100").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn bindings_expire_and_die_with_their_account() {
+        let mut file = pool(&["a", "b"]);
+        file.apply_change("a", &served("old", 0));
+        file.apply_change("b", &served("gone", 0));
+        assert_eq!(
+            file.binding("old", BINDING_LIFETIME_MS)
+                .map(|b| b.account_id.as_str()),
+            Some("a")
+        );
+        assert!(
+            file.binding("old", BINDING_LIFETIME_MS + 1).is_none(),
+            "expired"
+        );
+        file.accounts.retain(|a| a.id != "b");
+        assert!(file.binding("gone", 1).is_none(), "its account was removed");
+        // The next binding drops what has expired.
+        file.apply_change("a", &served("new", BINDING_LIFETIME_MS + 1));
+        assert!(!file.sessions.iter().any(|b| b.session == "old"));
+    }
 }

@@ -1,14 +1,17 @@
-//! What an upstream failure means for the account that got it (the table in codex-backend.md).
+//! What an upstream failure means (the table in codex-backend.md).
 //!
-//! A failure comes either as an error status or as an error event early in a 200 stream; both
-//! are read into one [`Failure`], which says what happens to the account and whether the
-//! request may move on to another one.
+//! A failure comes as an error status or as an error event early in a 200 stream, in any of the
+//! backend's shapes; [`ErrorInfo::read`] reads them all, and [`Failure`] says what they mean:
+//! whether the request goes to pi as it is, is tried again here, or moves on, and what happens to
+//! the account ([`Failure::account_change`]).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http::StatusCode;
-use http::header::{HeaderMap, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::domain::account::AccountState;
+use crate::domain::account::{AccountState, Attention, AttentionKind, Change};
 use crate::domain::text;
 use crate::domain::usage::{Observation, reset_time};
 
@@ -23,6 +26,12 @@ const BACKEND_RETRY_PAUSE_MS: u64 = 250;
 /// ...or after the backend's own `Retry-After`, if no longer than this; a longer one moves the
 /// request to the next account at once.
 const BACKEND_RETRY_MAX_WAIT_MS: u64 = 2_000;
+/// A stalled account sits out this long, so new sessions go elsewhere while it recovers.
+pub const STALL_COOLDOWN_MS: u64 = 2 * 60 * 1000;
+/// A CDN challenge is about this path and agent at this moment, not the account: a short rest.
+pub const CDN_COOLDOWN_MS: u64 = 60 * 1000;
+/// Server text kept in an account's state is cut here.
+const MAX_DETAIL_CHARS: usize = 200;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Failure {
@@ -32,16 +41,43 @@ pub enum Failure {
     NotIncluded,
     /// A short-lived limit, often an incident with quota left.
     Throttled { for_ms: Option<u64> },
-    /// The token was refused even after a refresh.
+    /// A 401: the token may just be stale; the proxy refreshes once before believing it.
     Unauthorized,
     /// The refresh token is dead: only a new login helps (`auth` has marked the account).
     LoggedOut { reason: String },
+    /// Something about the account itself is wrong until someone fixes it (a 401 that survives
+    /// a refresh, a deactivated workspace, a refusal naming an authorization problem).
+    NeedsAttention(AttentionKind, Option<String>),
+    /// The CDN in front of the backend answered with a challenge page.
+    CdnChallenge,
+    /// The model is at capacity for everyone; other accounts rarely help.
+    Overloaded { code: String },
+    /// No headers, or no byte before the first output, within the deadline.
+    Stalled { what: String },
     /// The backend failed (5xx, no connection, a stream that ended before any output);
     /// `retry_after_ms` is its `Retry-After`, if it sent one.
     Backend {
         what: String,
         retry_after_ms: Option<u64>,
     },
+    /// The request's own fault (bad parameter, policy flag, context too long): every account
+    /// would answer the same, and replaying a flagged prompt flags them all.
+    RequestFault { code: Option<String> },
+    /// The input holds reasoning ciphertext another account minted.
+    ForeignCiphertext,
+}
+
+/// What the proxy does with a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The reply goes to pi as it came; nothing else is tried.
+    PassToPi,
+    /// One more exchange with the same account after a pause.
+    RetryHere { after_ms: u64 },
+    /// Remove the foreign ciphertext and send once more to the same account.
+    StripAndRetry,
+    /// Another account gets the request.
+    MoveOn,
 }
 
 impl Failure {
@@ -53,83 +89,105 @@ impl Failure {
         }
     }
 
-    /// How long to wait before trying the same account once more, when that is worth it: only
-    /// for backend trouble, which is often a blip, and where the session's prompt cache is warm.
-    /// Anything else says something about the account, so the request moves on.
-    pub fn retry_here_after_ms(&self) -> Option<u64> {
+    pub fn action(&self) -> Action {
         match self {
+            Self::RequestFault { .. } => Action::PassToPi,
+            Self::ForeignCiphertext => Action::StripAndRetry,
+            // Often a blip, and the session's prompt cache is on this account.
             Self::Backend { retry_after_ms, .. } => match retry_after_ms {
-                None => Some(BACKEND_RETRY_PAUSE_MS),
-                Some(ms) if *ms <= BACKEND_RETRY_MAX_WAIT_MS => {
-                    Some((*ms).max(BACKEND_RETRY_PAUSE_MS))
-                }
-                Some(_) => None,
+                None => Action::RetryHere {
+                    after_ms: BACKEND_RETRY_PAUSE_MS,
+                },
+                Some(ms) if *ms <= BACKEND_RETRY_MAX_WAIT_MS => Action::RetryHere {
+                    after_ms: (*ms).max(BACKEND_RETRY_PAUSE_MS),
+                },
+                Some(_) => Action::MoveOn,
             },
-            _ => None,
+            _ => Action::MoveOn,
         }
     }
 
-    /// Reads an error status. `None`: the failure is about the request, not the account, and
-    /// goes to pi unchanged.
-    pub fn from_status(
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        now_ms: u64,
-    ) -> Option<Self> {
+    /// Reads an error status: what it means for the request and the account.
+    pub fn from_status(status: StatusCode, headers: &HeaderMap, body: &[u8], now_ms: u64) -> Self {
+        if status == StatusCode::UNAUTHORIZED {
+            // Whatever it says, a refresh comes first (see `refused_after_refresh`).
+            return Self::Unauthorized;
+        }
         let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        let error = &payload["error"];
+        let info = ErrorInfo::read(&payload);
+        if let Some(failure) = info.by_code(now_ms) {
+            return match failure {
+                Self::Throttled { for_ms } => Self::Throttled {
+                    for_ms: retry_after(headers, now_ms).or(for_ms),
+                },
+                other => other,
+            };
+        }
         match status.as_u16() {
-            401 => Some(Self::Unauthorized),
-            429 => {
-                let kind = error["type"].as_str().or_else(|| error["code"].as_str());
-                Some(match kind {
-                    Some("usage_limit_reached" | "insufficient_quota") => Self::UsageLimit {
-                        until_ms: resets_at(error, now_ms),
-                    },
-                    Some("usage_not_included") => Self::NotIncluded,
-                    _ => Self::Throttled {
-                        for_ms: retry_after(headers)
-                            .or_else(|| error["message"].as_str().and_then(try_again_in)),
-                    },
-                })
-            }
-            500..=599 => Some(Self::Backend {
+            400 if info.says_unverified() => Self::ForeignCiphertext,
+            402 => Self::NeedsAttention(AttentionKind::WorkspaceDeactivated, info.detail()),
+            403 if is_html(headers, body) => Self::CdnChallenge,
+            403 => Self::NeedsAttention(
+                AttentionKind::Forbidden,
+                authorization_error(headers).or_else(|| info.detail()),
+            ),
+            429 => Self::Throttled {
+                for_ms: retry_after(headers, now_ms),
+            },
+            503 => Self::Overloaded {
+                code: "HTTP 503".into(),
+            },
+            500..=599 => Self::Backend {
                 what: format!("HTTP {}", status.as_u16()),
-                retry_after_ms: retry_after(headers),
-            }),
-            _ => None,
+                retry_after_ms: retry_after(headers, now_ms),
+            },
+            _ => Self::RequestFault {
+                code: info.code.map(str::to_owned),
+            },
         }
     }
 
-    /// Reads a failure event from the stream (`error` or `response.failed`); `None` for any
-    /// other event.
+    /// A 401 that came again after the token was refreshed: the account itself is refused.
+    pub fn refused_after_refresh(body: &[u8]) -> Self {
+        let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let info = ErrorInfo::read(&payload);
+        let kind = match info.code.or(info.kind) {
+            Some("account_deactivated") => AttentionKind::Deactivated,
+            Some("token_revoked") => AttentionKind::Revoked,
+            Some("missing_scope") => AttentionKind::MissingScope,
+            _ => AttentionKind::TokenRefused,
+        };
+        Self::NeedsAttention(kind, info.detail())
+    }
+
+    /// Reads an event of the stream; `None` for an event that is not a failure.
     pub fn from_event(event: &Value, now_ms: u64) -> Option<Self> {
-        let error = match event["type"].as_str()? {
-            "error" => event,
-            "response.failed" => &event["response"]["error"],
+        let info = match event["type"].as_str()? {
+            "error" => ErrorInfo::read(event),
+            "response.failed" => ErrorInfo::read(&event["response"]),
             _ => return None,
         };
-        let code = error["code"].as_str().or_else(|| error["type"].as_str());
-        Some(match code {
-            Some("usage_limit_reached" | "insufficient_quota") => Self::UsageLimit {
-                until_ms: resets_at(error, now_ms),
-            },
-            Some("usage_not_included") => Self::NotIncluded,
-            Some("rate_limit_exceeded") => Self::Throttled {
-                for_ms: error["message"].as_str().and_then(try_again_in),
-            },
-            other => Self::backend(format!(
+        Some(info.by_code(now_ms).unwrap_or_else(|| {
+            if info.says_unverified() {
+                return Self::ForeignCiphertext;
+            }
+            Self::backend(format!(
                 "stream error {}",
-                other.unwrap_or("without a code")
-            )),
-        })
+                info.code.or(info.kind).unwrap_or("without a code")
+            ))
+        }))
     }
 
-    /// The state the account takes after this failure, if it changes. `seen` is what the same
-    /// reply's headers said about usage: a usage limit without a reset time in its body rests
-    /// until the spent window resets.
-    pub fn account_state(&self, seen: Option<&Observation>, now_ms: u64) -> Option<AccountState> {
+    /// What the account learns from this failure, if anything. `seen` is what the same reply's
+    /// headers said about usage: a usage limit without a reset time in its body rests until the
+    /// spent window resets.
+    pub fn account_change(&self, seen: Option<&Observation>, now_ms: u64) -> Option<Change> {
+        let bench = |until_ms: u64, reason: &str| {
+            Some(Change::State(AccountState::Benched {
+                until_ms,
+                reason: reason.into(),
+            }))
+        };
         match self {
             Self::UsageLimit { until_ms } => {
                 let until_ms = until_ms
@@ -139,46 +197,195 @@ impl Failure {
                         windows.iter().filter_map(|w| w.reset_ahead(now_ms)).min()
                     })
                     .unwrap_or(now_ms + USAGE_LIMIT_FALLBACK_MS);
-                Some(AccountState::Benched {
-                    until_ms,
-                    reason: text::BENCH_USAGE_LIMIT.into(),
-                })
+                bench(until_ms, text::BENCH_USAGE_LIMIT)
             }
-            Self::Throttled { for_ms } => Some(AccountState::Benched {
-                until_ms: now_ms
+            Self::Throttled { for_ms } => bench(
+                now_ms
                     + for_ms
                         .unwrap_or(THROTTLE_FALLBACK_MS)
                         .clamp(1000, THROTTLE_MAX_MS),
-                reason: text::BENCH_THROTTLED.into(),
-            }),
-            Self::NotIncluded => Some(AccountState::Disabled {
+                text::BENCH_THROTTLED,
+            ),
+            Self::NotIncluded => Some(Change::State(AccountState::Disabled {
                 reason: text::DISABLED_NO_CODEX.into(),
-            }),
-            Self::Unauthorized | Self::LoggedOut { .. } | Self::Backend { .. } => None,
+            })),
+            Self::NeedsAttention(kind, detail) => Some(Change::Attention(Some(Attention {
+                kind: *kind,
+                detail: detail.clone(),
+                since_ms: now_ms,
+            }))),
+            Self::CdnChallenge => bench(now_ms + CDN_COOLDOWN_MS, text::BENCH_CDN),
+            Self::Stalled { .. } => bench(now_ms + STALL_COOLDOWN_MS, text::BENCH_STALLED),
+            Self::Unauthorized
+            | Self::LoggedOut { .. }
+            | Self::Overloaded { .. }
+            | Self::Backend { .. }
+            | Self::RequestFault { .. }
+            | Self::ForeignCiphertext => None,
         }
     }
 }
 
-/// `resets_at` (unix seconds), else `resets_in_seconds` from now.
-fn resets_at(error: &Value, now_ms: u64) -> Option<u64> {
-    reset_time(
-        error["resets_at"].as_u64(),
-        error["resets_in_seconds"].as_u64(),
-        now_ms,
-    )
-    .filter(|&at| at > now_ms)
+/// The fields of an error, wherever the backend put them: `{"error": {type, code, message}}`,
+/// `{"error": "code"}`, `{"detail": "..."}` or `{"detail": {code, message}}`, a top-level
+/// `code`/`message` (stream events), or `response.error` (`response.failed`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrorInfo<'a> {
+    pub kind: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+    /// The object that held them, for fields such as `resets_at`.
+    pub fields: Option<&'a Value>,
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by this backend).
-fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let seconds: f64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
+impl<'a> ErrorInfo<'a> {
+    pub fn read(value: &'a Value) -> Self {
+        let text = |v: &'a Value| v.as_str().filter(|s| !s.is_empty());
+        let object = [&value["error"], &value["detail"], value]
+            .into_iter()
+            .find(|v| {
+                ["type", "code", "message"]
+                    .iter()
+                    .any(|k| v.get(k).is_some())
+            });
+        let mut info = match object {
+            Some(o) => Self {
+                kind: text(&o["type"]),
+                code: text(&o["code"]),
+                message: text(&o["message"]),
+                fields: Some(o),
+            },
+            None => Self::default(),
+        };
+        if info.code.is_none() {
+            info.code = text(&value["error"]);
+        }
+        if info.message.is_none() {
+            info.message = text(&value["detail"]);
+        }
+        info
+    }
+
+    /// The failure a known code (or type) names, whatever status carried it.
+    fn by_code(&self, now_ms: u64) -> Option<Failure> {
+        let resets_at = || {
+            let fields = self.fields?;
+            reset_time(
+                fields["resets_at"].as_u64(),
+                fields["resets_in_seconds"].as_u64(),
+                now_ms,
+            )
+            .filter(|&at| at > now_ms)
+        };
+        let known = |code: &str| {
+            Some(match code {
+                "usage_limit_reached" | "insufficient_quota" => Failure::UsageLimit {
+                    until_ms: resets_at(),
+                },
+                "usage_not_included" => Failure::NotIncluded,
+                "rate_limit_exceeded" => Failure::Throttled {
+                    for_ms: self.message.and_then(try_again_in),
+                },
+                "server_is_overloaded" | "slow_down" => Failure::Overloaded { code: code.into() },
+                "invalid_encrypted_content" => Failure::ForeignCiphertext,
+                "context_length_exceeded"
+                | "cyber_policy"
+                | "content_policy_violation"
+                | "invalid_prompt" => Failure::RequestFault {
+                    code: Some(code.into()),
+                },
+                "account_deactivated" | "deactivated_workspace" => Failure::NeedsAttention(
+                    if code == "account_deactivated" {
+                        AttentionKind::Deactivated
+                    } else {
+                        AttentionKind::WorkspaceDeactivated
+                    },
+                    self.detail(),
+                ),
+                _ => return None,
+            })
+        };
+        self.code
+            .and_then(known)
+            .or_else(|| self.kind.and_then(known))
+    }
+
+    /// `code: null` with only the message: the backend's other shape of a foreign ciphertext.
+    fn says_unverified(&self) -> bool {
+        self.code.is_none()
+            && self
+                .message
+                .is_some_and(|m| m.contains("could not be verified"))
+    }
+
+    /// The backend's message, one line and bounded, to show with an account's state.
+    fn detail(&self) -> Option<String> {
+        let message = self.message?;
+        Some(
+            message
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_DETAIL_CHARS)
+                .collect(),
+        )
+    }
+}
+
+/// The CDN's challenge is an HTML page; the backend's own errors are JSON.
+fn is_html(headers: &HeaderMap, body: &[u8]) -> bool {
+    let html_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("text/html"));
+    html_type || body.trim_ascii_start().starts_with(b"<")
+}
+
+/// The authorization problem a 403 names in its headers: `x-error-json` (base64 of an error
+/// body, as codex-rs reads it) for the message, else the `x-openai-authorization-error` code.
+fn authorization_error(headers: &HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let from_json = header("x-error-json").and_then(|encoded| {
+        let bytes = STANDARD.decode(encoded.trim()).ok()?;
+        let value: Value = serde_json::from_slice(&bytes).ok()?;
+        let info = ErrorInfo::read(&value);
+        info.detail().or_else(|| info.code.map(str::to_owned))
+    });
+    let detail = from_json.or_else(|| header("x-openai-authorization-error").map(str::to_owned))?;
+    Some(
+        detail
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_DETAIL_CHARS)
+            .collect(),
+    )
+}
+
+/// How long the backend asks to wait: `retry-after-ms`, else `Retry-After` in seconds or as an
+/// HTTP date.
+fn retry_after(headers: &HeaderMap, now_ms: u64) -> Option<u64> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let number = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(number) {
+        return Some(ms as u64);
+    }
+    let text = header(RETRY_AFTER.as_str())?;
+    if let Some(seconds) = number(text) {
+        return Some((seconds * 1000.0) as u64);
+    }
+    let at = jiff::fmt::rfc2822::parse(text)
         .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then_some((seconds * 1000.0) as u64)
+        .timestamp()
+        .as_millisecond();
+    Some(u64::try_from(at).ok()?.saturating_sub(now_ms))
 }
 
 /// "... try again in 5s", "in 1.5 s", "in 250ms": the wait in milliseconds.
@@ -208,124 +415,267 @@ mod tests {
 
     const NOW: u64 = 1_770_000_000_000;
 
-    fn status(code: u16, body: Value) -> Option<Failure> {
+    fn with_headers(code: u16, headers: &[(&str, &str)], body: &str) -> Failure {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
         Failure::from_status(
             StatusCode::from_u16(code).unwrap(),
-            &HeaderMap::new(),
-            body.to_string().as_bytes(),
+            &map,
+            body.as_bytes(),
             NOW,
         )
     }
 
+    fn status(code: u16, body: Value) -> Failure {
+        with_headers(code, &[], &body.to_string())
+    }
+
+    fn event(value: Value) -> Option<Failure> {
+        Failure::from_event(&value, NOW)
+    }
+
     #[test]
-    fn every_row_of_the_status_table() {
+    fn quota_and_throttling_rows() {
         let limit = json!({"error": {"type": "usage_limit_reached", "resets_at": NOW / 1000 + 60}});
         assert_eq!(
             status(429, limit),
-            Some(Failure::UsageLimit {
+            Failure::UsageLimit {
                 until_ms: Some(NOW + 60_000)
-            })
+            }
         );
         let limit_in = json!({"error": {"type": "usage_limit_reached", "resets_in_seconds": 30}});
         assert_eq!(
             status(429, limit_in),
-            Some(Failure::UsageLimit {
+            Failure::UsageLimit {
                 until_ms: Some(NOW + 30_000)
-            })
+            }
         );
         assert_eq!(
             status(429, json!({"error": {"type": "usage_not_included"}})),
-            Some(Failure::NotIncluded)
+            Failure::NotIncluded
         );
         let throttled = json!({"error": {"code": "rate_limit_exceeded",
             "message": "Rate limit reached. Please try again in 7s."}});
         assert_eq!(
             status(429, throttled),
-            Some(Failure::Throttled { for_ms: Some(7000) })
+            Failure::Throttled { for_ms: Some(7000) }
         );
         assert_eq!(
             status(429, Value::Null),
-            Some(Failure::Throttled { for_ms: None })
+            Failure::Throttled { for_ms: None }
         );
-        assert_eq!(status(401, Value::Null), Some(Failure::Unauthorized));
+    }
+
+    #[test]
+    fn the_request_s_own_faults_go_to_pi() {
+        for body in [
+            json!({"error": {"type": "invalid_request_error", "message": "Unsupported parameter: x", "code": null}}),
+            json!({"detail": "Instructions are required"}),
+            json!({"error": {"code": "cyber_policy", "message": "flagged"}}),
+            json!({"error": {"code": "content_policy_violation"}}),
+            json!({"error": {"code": "invalid_prompt"}}),
+            json!({"error": {"code": "context_length_exceeded", "message": "Your input exceeds the context window"}}),
+        ] {
+            let failure = status(400, body.clone());
+            assert!(
+                matches!(failure, Failure::RequestFault { .. }),
+                "{body}: {failure:?}"
+            );
+            assert_eq!(failure.action(), Action::PassToPi, "{body}");
+            assert_eq!(failure.account_change(None, NOW).map(|_| ()), None);
+        }
+        for code in ["context_length_exceeded", "cyber_policy", "invalid_prompt"] {
+            let failure = event(json!({"type": "error", "error": {"code": code, "message": "m"}}));
+            assert_eq!(
+                failure.map(|f| f.action()),
+                Some(Action::PassToPi),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_ciphertext_in_both_shapes_is_stripped_and_retried() {
+        let message = "The encrypted content for item rs_1 could not be verified. Reason: x";
+        for code in [json!("invalid_encrypted_content"), Value::Null] {
+            let body = json!({"error": {"message": message, "type": "invalid_request_error",
+                "param": null, "code": code}});
+            let failure = status(400, body);
+            assert_eq!(failure, Failure::ForeignCiphertext, "{code}");
+            assert_eq!(failure.action(), Action::StripAndRetry);
+        }
+    }
+
+    #[test]
+    fn account_faults_need_attention_and_move_on() {
+        assert_eq!(
+            status(401, json!({"error": {"code": "token_revoked"}})),
+            Failure::Unauthorized
+        );
+        for (code, kind) in [
+            ("account_deactivated", AttentionKind::Deactivated),
+            ("token_revoked", AttentionKind::Revoked),
+            ("missing_scope", AttentionKind::MissingScope),
+            ("token_expired", AttentionKind::TokenRefused),
+        ] {
+            let body = json!({"error": {"code": code, "message": "m"}}).to_string();
+            let failure = Failure::refused_after_refresh(body.as_bytes());
+            assert_eq!(
+                failure,
+                Failure::NeedsAttention(kind, Some("m".into())),
+                "{code}"
+            );
+            assert!(matches!(
+                failure.account_change(None, NOW),
+                Some(Change::Attention(Some(Attention { kind: k, since_ms: NOW, .. }))) if k == kind
+            ));
+        }
+        let workspace = status(402, json!({"detail": {"code": "deactivated_workspace"}}));
+        assert_eq!(
+            workspace,
+            Failure::NeedsAttention(AttentionKind::WorkspaceDeactivated, None)
+        );
+        let encoded = STANDARD.encode(br#"{"error":{"code":"no_access","message":"not allowed"}}"#);
+        let forbidden = with_headers(
+            403,
+            &[
+                ("content-type", "application/json"),
+                ("x-error-json", &encoded),
+            ],
+            r#"{"error":{"message":"forbidden"}}"#,
+        );
+        assert_eq!(
+            forbidden,
+            Failure::NeedsAttention(AttentionKind::Forbidden, Some("not allowed".into()))
+        );
+        let cdn = with_headers(
+            403,
+            &[("content-type", "text/html; charset=UTF-8")],
+            "<!DOCTYPE html><title>Just a moment...</title>",
+        );
+        assert_eq!(cdn, Failure::CdnChallenge);
         assert!(matches!(
-            status(503, Value::Null),
-            Some(Failure::Backend { .. })
+            cdn.account_change(None, NOW),
+            Some(Change::State(AccountState::Benched { until_ms, .. })) if until_ms == NOW + CDN_COOLDOWN_MS
         ));
-        // The request's own fault: pi must see it as it is.
-        assert_eq!(status(400, json!({"error": {"message": "bad"}})), None);
+    }
+
+    #[test]
+    fn overload_and_backend_trouble() {
+        assert_eq!(
+            status(503, Value::Null),
+            Failure::Overloaded {
+                code: "HTTP 503".into()
+            }
+        );
+        for code in ["server_is_overloaded", "slow_down"] {
+            let expected = Failure::Overloaded { code: code.into() };
+            assert_eq!(status(500, json!({"error": {"code": code}})), expected);
+            assert_eq!(
+                event(json!({"type": "error", "code": code})),
+                Some(expected.clone())
+            );
+            assert_eq!(expected.action(), Action::MoveOn);
+        }
+        assert!(matches!(status(502, Value::Null), Failure::Backend { .. }));
     }
 
     #[test]
     fn only_backend_trouble_is_tried_again_on_the_same_account() {
-        let with_retry_after = |seconds: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(RETRY_AFTER, seconds.parse().unwrap());
-            Failure::from_status(StatusCode::SERVICE_UNAVAILABLE, &headers, b"", NOW).unwrap()
-        };
-        let plain = Failure::from_status(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"", NOW);
+        let after = |value: &str| with_headers(502, &[("retry-after", value)], "").action();
         assert_eq!(
-            plain.unwrap().retry_here_after_ms(),
-            Some(BACKEND_RETRY_PAUSE_MS)
+            status(502, Value::Null).action(),
+            Action::RetryHere {
+                after_ms: BACKEND_RETRY_PAUSE_MS
+            }
         );
-        assert_eq!(with_retry_after("1").retry_here_after_ms(), Some(1000));
+        assert_eq!(after("1"), Action::RetryHere { after_ms: 1000 });
         assert_eq!(
-            with_retry_after("0").retry_here_after_ms(),
-            Some(BACKEND_RETRY_PAUSE_MS)
+            after("0"),
+            Action::RetryHere {
+                after_ms: BACKEND_RETRY_PAUSE_MS
+            }
         );
-        assert_eq!(with_retry_after("3").retry_here_after_ms(), None);
-        let in_stream = Failure::from_event(&json!({"type": "error", "code": "server_error"}), NOW);
+        assert_eq!(after("3"), Action::MoveOn);
+        let in_stream = event(json!({"type": "error", "code": "server_error"})).unwrap();
         assert_eq!(
-            in_stream.unwrap().retry_here_after_ms(),
-            Some(BACKEND_RETRY_PAUSE_MS)
+            in_stream.action(),
+            Action::RetryHere {
+                after_ms: BACKEND_RETRY_PAUSE_MS
+            }
         );
         for other in [
             Failure::UsageLimit { until_ms: None },
             Failure::Throttled { for_ms: Some(100) },
             Failure::NotIncluded,
             Failure::Unauthorized,
+            Failure::CdnChallenge,
+            Failure::Stalled { what: "x".into() },
         ] {
-            assert_eq!(other.retry_here_after_ms(), None, "{other:?}");
+            assert_eq!(other.action(), Action::MoveOn, "{other:?}");
         }
     }
 
     #[test]
-    fn retry_after_wins_over_the_message() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, "12".parse().unwrap());
-        let failure = Failure::from_status(StatusCode::TOO_MANY_REQUESTS, &headers, b"", NOW);
+    fn every_form_of_retry_after() {
+        let throttled = |headers: &[(&str, &str)]| with_headers(429, headers, "");
         assert_eq!(
-            failure,
-            Some(Failure::Throttled {
+            throttled(&[("retry-after", "12")]),
+            Failure::Throttled {
                 for_ms: Some(12_000)
-            })
+            }
+        );
+        assert_eq!(
+            throttled(&[("retry-after-ms", "1500"), ("retry-after", "12")]),
+            Failure::Throttled { for_ms: Some(1500) }
+        );
+        // NOW is Mon, 02 Feb 2026 02:40:00 GMT.
+        assert_eq!(
+            throttled(&[("retry-after", "Mon, 02 Feb 2026 02:40:09 GMT")]),
+            Failure::Throttled { for_ms: Some(9000) }
+        );
+        let message =
+            json!({"error": {"code": "rate_limit_exceeded", "message": "try again in 5s"}});
+        assert_eq!(
+            with_headers(429, &[("retry-after", "2")], &message.to_string()),
+            Failure::Throttled { for_ms: Some(2000) },
+            "the header wins over the message"
         );
     }
 
     #[test]
-    fn stream_events() {
-        let error = json!({"type": "error", "code": "usage_limit_reached", "message": "x"});
+    fn every_event_shape_is_read_by_one_reader() {
+        let limit = Some(Failure::UsageLimit { until_ms: None });
         assert_eq!(
-            Failure::from_event(&error, NOW),
-            Some(Failure::UsageLimit { until_ms: None })
+            event(json!({"type": "error", "code": "usage_limit_reached"})),
+            limit
+        );
+        assert_eq!(
+            event(
+                json!({"type": "error", "error": {"type": "usage_limit_reached", "code": "usage_limit_reached", "message": "m"}})
+            ),
+            limit
+        );
+        assert_eq!(
+            event(
+                json!({"type": "response.failed", "response": {"error": {"code": "insufficient_quota"}}})
+            ),
+            limit
         );
         let failed = json!({"type": "response.failed", "response": {"error": {
             "code": "rate_limit_exceeded", "message": "Please try again in 5s."}}});
         assert_eq!(
-            Failure::from_event(&failed, NOW),
+            event(failed),
             Some(Failure::Throttled { for_ms: Some(5000) })
         );
-        let quota = json!({"type": "response.failed", "response": {"error": {"code": "insufficient_quota"}}});
+        assert_eq!(event(json!({"type": "response.created"})), None);
         assert!(matches!(
-            Failure::from_event(&quota, NOW),
-            Some(Failure::UsageLimit { .. })
-        ));
-        assert_eq!(
-            Failure::from_event(&json!({"type": "response.created"}), NOW),
-            None
-        );
-        assert!(matches!(
-            Failure::from_event(&json!({"type": "error"}), NOW),
+            event(json!({"type": "error"})),
             Some(Failure::Backend { .. })
         ));
     }
@@ -342,25 +692,33 @@ mod tests {
 
     #[test]
     fn bench_times() {
-        let fallback = Failure::UsageLimit { until_ms: None }.account_state(None, NOW);
+        let benched = |failure: Failure| match failure.account_change(None, NOW) {
+            Some(Change::State(AccountState::Benched { until_ms, .. })) => Some(until_ms),
+            _ => None,
+        };
         assert_eq!(
-            fallback,
-            Some(AccountState::Benched {
-                until_ms: NOW + USAGE_LIMIT_FALLBACK_MS,
-                reason: text::BENCH_USAGE_LIMIT.into()
-            })
+            benched(Failure::UsageLimit { until_ms: None }),
+            Some(NOW + USAGE_LIMIT_FALLBACK_MS)
         );
-        let throttled = Failure::Throttled {
-            for_ms: Some(u64::MAX / 2),
-        }
-        .account_state(None, NOW);
-        assert!(
-            matches!(throttled, Some(AccountState::Benched { until_ms, .. }) if until_ms == NOW + THROTTLE_MAX_MS)
+        assert_eq!(
+            benched(Failure::Throttled {
+                for_ms: Some(u64::MAX / 2)
+            }),
+            Some(NOW + THROTTLE_MAX_MS)
+        );
+        assert_eq!(
+            benched(Failure::Stalled { what: "x".into() }),
+            Some(NOW + STALL_COOLDOWN_MS)
         );
         assert!(matches!(
-            Failure::NotIncluded.account_state(None, NOW),
-            Some(AccountState::Disabled { .. })
+            Failure::NotIncluded.account_change(None, NOW),
+            Some(Change::State(AccountState::Disabled { .. }))
         ));
-        assert_eq!(Failure::backend("x").account_state(None, NOW), None);
+        assert!(Failure::backend("x").account_change(None, NOW).is_none());
+        assert!(
+            Failure::Overloaded { code: "x".into() }
+                .account_change(None, NOW)
+                .is_none()
+        );
     }
 }

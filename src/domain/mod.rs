@@ -3,6 +3,7 @@
 //! randomness and inputs are parameters, so every rule is testable as a plain function.
 
 pub mod account;
+pub mod conversation;
 pub mod failure;
 pub mod oauth;
 pub mod schema;

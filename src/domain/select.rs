@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use rand::{Rng, RngExt as _};
 
-use crate::domain::account::{Account, AccountState};
+use crate::domain::account::{Account, AccountState, Attention};
 use crate::domain::usage::WindowKind;
 
 /// Whether an account can serve now, and if not, why and until when.
@@ -31,6 +31,8 @@ pub enum Availability {
     NeedsLogin {
         reason: String,
     },
+    /// Something only a person can fix (see [`Attention`]).
+    NeedsAttention(Attention),
     Disabled {
         reason: String,
     },
@@ -47,12 +49,15 @@ impl Availability {
 }
 
 pub fn availability(account: &Account, now_ms: u64) -> Availability {
+    if let AccountState::NeedsLogin { reason } = &account.state {
+        return Availability::NeedsLogin {
+            reason: reason.clone(),
+        };
+    }
+    if let Some(attention) = &account.attention {
+        return Availability::NeedsAttention(attention.clone());
+    }
     match &account.state {
-        AccountState::NeedsLogin { reason } => {
-            return Availability::NeedsLogin {
-                reason: reason.clone(),
-            };
-        }
         AccountState::Disabled { reason } => {
             return Availability::Disabled {
                 reason: reason.clone(),
@@ -79,6 +84,9 @@ pub enum Reason {
     Pinned,
     /// The session already used it and it can still serve.
     Kept,
+    /// It served the session's last reply, maybe in another pi process: only it can read the
+    /// session's reasoning, and its prompt cache is warm.
+    ServedBefore,
     /// Every known window at 0%.
     Untouched,
     /// Touched, and its weekly window resets first.
@@ -171,25 +179,34 @@ impl Sessions {
 
     /// The account for the session's next request: its own while that can serve and is not
     /// excluded, else the policy's pick.
+    /// The account for the session's next request: its seat in this process while that can
+    /// serve and is not excluded, else the account that `served_before` (from the shared file)
+    /// while it can, else the policy's pick.
     pub fn choose<'a>(
         &self,
         session: Option<&str>,
         accounts: &'a [Account],
+        served_before: Option<&str>,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
         rng: &mut impl Rng,
     ) -> Option<(&'a Account, Reason)> {
+        let usable = |id: &str| {
+            accounts
+                .iter()
+                .find(|a| a.id == id)
+                .filter(|a| !excluded(a) && availability(a, now_ms) == Availability::Ready)
+        };
         if let Some(seat) = session.and_then(|s| self.seat(s)) {
-            let own = accounts.iter().find(|a| a.id == seat.account_id);
-            if let Some(own) =
-                own.filter(|a| !excluded(a) && availability(a, now_ms) == Availability::Ready)
-            {
+            if let Some(own) = usable(&seat.account_id) {
                 let reason = match seat.reason {
                     Reason::Pinned => Reason::Pinned,
                     _ => Reason::Kept,
                 };
                 return Some((own, reason));
             }
+        } else if let Some(own) = served_before.and_then(usable) {
+            return Some((own, Reason::ServedBefore));
         }
         pick(accounts, now_ms, excluded, rng)
     }

@@ -1,8 +1,10 @@
 //! Reading the start of a Codex event stream, to decide whether it may still be retried.
 //!
 //! The proxy holds a 200 stream back until its first output event. Until then it parses each
-//! event: opening events carry no output, an error event is a failure like an error status,
-//! anything else is output and releases the stream. After that the bytes pass through unparsed.
+//! event: an error event is a failure like an error status, an output event releases the
+//! stream, and anything else (`response.created`, `in_progress`, `queued`, `metadata`, or an
+//! event this build does not know) carries no output and keeps holding. After release the bytes
+//! pass through unparsed.
 
 use serde_json::Value;
 
@@ -12,8 +14,22 @@ use crate::domain::failure::Failure;
 /// must not grow memory without bound.
 pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Events that open a response and carry no output.
-const OPENING_EVENTS: [&str; 2] = ["response.created", "response.in_progress"];
+/// Whether an event carries output (what pi would show): decided by a list, so an unknown
+/// opening event cannot release the hold-back early.
+fn is_output(kind: &str) -> bool {
+    const OUTPUT_PREFIXES: [&str; 6] = [
+        "response.output_",
+        "response.content_part.",
+        "response.reasoning",
+        "response.function_call_arguments.",
+        "response.custom_tool_call_input.",
+        "response.refusal.",
+    ];
+    OUTPUT_PREFIXES.iter().any(|p| kind.starts_with(p))
+        || kind.ends_with(".delta")
+        // The end of a response is output too: nothing can fail before it any more.
+        || matches!(kind, "response.completed" | "response.done" | "response.incomplete")
+}
 
 /// What one event means to the hold-back.
 #[derive(Debug, PartialEq)]
@@ -115,18 +131,18 @@ fn peek(event: &[u8], now_ms: u64) -> Peek {
     }
     let payload: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
     let kind = payload["type"].as_str().map(str::to_owned).or(name);
-    if kind.as_deref().is_some_and(|k| OPENING_EVENTS.contains(&k)) {
-        return Peek::Opening;
-    }
     let mut payload = payload;
     if payload.get("type").is_none()
-        && let (Some(kind), Some(object)) = (kind, payload.as_object_mut())
+        && let (Some(kind), Some(object)) = (&kind, payload.as_object_mut())
     {
-        object.insert("type".into(), kind.into());
+        object.insert("type".into(), kind.clone().into());
     }
-    match Failure::from_event(&payload, now_ms) {
-        Some(failure) => Peek::Failed(failure),
-        None => Peek::Output,
+    if let Some(failure) = Failure::from_event(&payload, now_ms) {
+        return Peek::Failed(failure);
+    }
+    match kind {
+        Some(kind) if is_output(&kind) => Peek::Output,
+        _ => Peek::Opening,
     }
 }
 
@@ -161,6 +177,45 @@ mod tests {
                 "chunk size {chunk}"
             );
         }
+    }
+
+    #[test]
+    fn only_output_events_release_the_hold_back() {
+        let opening = [
+            "response.created",
+            "response.in_progress",
+            "response.queued",
+            "response.metadata",
+            "codex.rate_limits",
+            "response.something_new",
+        ];
+        for kind in opening {
+            let stream = format!("data: {{\"type\":\"{kind}\"}}\n\n");
+            assert_eq!(events(stream.as_bytes(), 4), [Peek::Opening], "{kind}");
+        }
+        let output = [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.function_call_arguments.delta",
+            "response.completed",
+            "response.incomplete",
+        ];
+        for kind in output {
+            let stream = format!("data: {{\"type\":\"{kind}\"}}\n\n");
+            assert_eq!(events(stream.as_bytes(), 4), [Peek::Output], "{kind}");
+        }
+        // A usage limit after the backend's metadata event is still a failure before output.
+        let late = b"data: {\"type\":\"response.metadata\"}\n\n\
+            data: {\"type\":\"error\",\"error\":{\"code\":\"usage_limit_reached\"}}\n\n";
+        assert_eq!(
+            events(late, 9),
+            [
+                Peek::Opening,
+                Peek::Failed(Failure::UsageLimit { until_ms: None })
+            ]
+        );
     }
 
     #[test]

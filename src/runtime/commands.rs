@@ -31,7 +31,7 @@ pub async fn status(
     let seat = session.and_then(|s| ctx.pool.seat(s));
     let active = ctx
         .pool
-        .choose(session, &file.accounts, now, |_| false)
+        .choose(session, &file, now, |_| false)
         .map(|(account, reason)| Choice::new(account, reason, seat.as_ref()));
     Ok(PoolStatus::build(
         ctx.store.path().display().to_string(),

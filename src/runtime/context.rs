@@ -41,6 +41,10 @@ pub struct Timeouts {
     pub request_head: Duration,
     /// A client of the proxy sending its whole request body.
     pub request_body: Duration,
+    /// The backend's reply headers to a model request.
+    pub upstream_headers: Duration,
+    /// The longest silence of a model stream before its first output.
+    pub upstream_silence: Duration,
 }
 
 impl Timeouts {
@@ -52,6 +56,12 @@ impl Timeouts {
         request_head: Duration::from_secs(10),
         // A conversation with images is tens of MiB; on loopback even that takes well under this.
         request_body: Duration::from_secs(60),
+        // Before the first output event the backend only queues and reads the prompt, which
+        // takes seconds even for a full context window; pi would wait 300 s (as codex-rs does
+        // for silence anywhere in a stream, where long reasoning may be quiet) and then re-run
+        // the turn on the same account. A minute of nothing there is a stall: move on.
+        upstream_headers: Duration::from_secs(60),
+        upstream_silence: Duration::from_secs(60),
     };
 }
 
@@ -62,9 +72,17 @@ impl Default for Timeouts {
 }
 
 impl Context {
-    /// Reads the configuration from the environment (see `config`).
+    /// Everything as the environment configures it (see `config`).
     pub fn from_env() -> Result<Self, Error> {
-        Self::new(Endpoints::from_env()?, Store::new(config::agent_dir()?))
+        let context = Self::new(Endpoints::from_env()?, Store::new(config::agent_dir()?))?;
+        Ok(match config::stall_limit()? {
+            Some(limit) => context.with_timeouts(Timeouts {
+                upstream_headers: limit,
+                upstream_silence: limit,
+                ..Timeouts::PRODUCTION
+            }),
+            None => context,
+        })
     }
 
     pub fn new(endpoints: Endpoints, store: Store) -> Result<Self, Error> {

@@ -16,36 +16,13 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::config;
-use crate::domain::account::{Account, AccountState, AccountsFile};
+use crate::domain::account::{Account, AccountsFile, Change};
 use crate::domain::failure::Failure;
 use crate::domain::select::{self, Moved, Reason, Sessions};
 use crate::domain::text;
 use crate::domain::usage::Observation;
 use crate::error::Error;
 use crate::io::store::Store;
-
-/// A change to one account, applied in memory first and then to the file.
-#[derive(Clone, Debug)]
-pub enum Change {
-    State(AccountState),
-    Observed(Observation),
-}
-
-impl Change {
-    fn apply(&self, account: &mut Account) {
-        match self {
-            Self::State(state) => {
-                // A bench or a throttle never hides that the account must log in again.
-                if !matches!(account.state, AccountState::NeedsLogin { .. })
-                    || matches!(state, AccountState::NeedsLogin { .. })
-                {
-                    account.state = state.clone();
-                }
-            }
-            Self::Observed(observation) => account.observe(observation),
-        }
-    }
-}
 
 /// Told to a session once, after a request moved it to another account.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,7 +100,7 @@ impl Pool {
             .collect();
         let mut file = self.store.load()?;
         for (id, change) in &pending {
-            file.apply(id, |account| change.apply(account));
+            file.apply_change(id, change);
         }
         Ok(file)
     }
@@ -132,14 +109,22 @@ impl Pool {
     pub fn choose<'a>(
         &self,
         session: Option<&str>,
-        accounts: &'a [Account],
+        file: &'a AccountsFile,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
     ) -> Option<(&'a Account, Reason)> {
+        let served_before = session
+            .and_then(|s| file.binding(s, now_ms))
+            .map(|b| b.account_id.as_str());
         let state = &mut *self.state.lock();
-        state
-            .sessions
-            .choose(session, accounts, now_ms, excluded, &mut state.rng)
+        state.sessions.choose(
+            session,
+            &file.accounts,
+            served_before,
+            now_ms,
+            excluded,
+            &mut state.rng,
+        )
     }
 
     pub fn seat(&self, session: &str) -> Option<select::Seat> {
@@ -152,15 +137,33 @@ impl Pool {
 
     /// Records which account served the session; when that moved the session off another
     /// account, the session is owed a notice.
+    /// The shared file learns the binding (with the fingerprints of the history's items the
+    /// account cannot read, `foreign`) only when it changed: a session that stays on its
+    /// account costs no write.
+    #[allow(clippy::too_many_arguments)]
     pub fn settle(
         &self,
         session: &str,
         served_by: &Account,
         reason: Reason,
-        accounts: &[Account],
+        file: &AccountsFile,
         failures: &[(String, Failure)],
+        foreign: Vec<String>,
         now_ms: u64,
     ) {
+        let binding = file.binding(session, now_ms);
+        let served_before = binding.map(|b| b.account_id.clone());
+        let unchanged =
+            binding.is_some_and(|b| b.account_id == served_by.id && b.foreign == foreign);
+        if !unchanged {
+            let served = Change::Served {
+                session: session.to_owned(),
+                at_ms: now_ms,
+                foreign,
+            };
+            self.record(&served_by.id, served);
+        }
+        let accounts = &file.accounts;
         let state = &mut *self.state.lock();
         let moved = state.sessions.settle(session, &served_by.id, reason);
         let label = |id: &str| {
@@ -175,8 +178,12 @@ impl Pool {
                 pin_cleared,
                 ..
             }) => Some((from_account_id, pin_cleared)),
-            // A new session whose first choice failed: still worth telling.
-            None => failures.first().map(|(id, _)| (id.clone(), false)),
+            // New to this process: it left the account that served it before (in any process),
+            // or its first choice failed. Still worth telling.
+            None => served_before
+                .filter(|id| *id != served_by.id)
+                .or_else(|| failures.first().map(|(id, _)| id.clone()))
+                .map(|id| (id, false)),
         };
         let Some((from_id, pin_cleared)) = left else {
             return;
@@ -237,8 +244,8 @@ impl Pool {
         seen: Option<&Observation>,
         now_ms: u64,
     ) {
-        if let Some(state) = failure.account_state(seen, now_ms) {
-            self.record(account_id, Change::State(state));
+        if let Some(change) = failure.account_change(seen, now_ms) {
+            self.record(account_id, change);
         }
     }
 
@@ -297,7 +304,7 @@ impl Pool {
                     .off_thread(move |store| {
                         store.update(|file| {
                             for (id, change) in &batch {
-                                file.apply(id, |account| change.apply(account));
+                                file.apply_change(id, change);
                             }
                             Ok(())
                         })

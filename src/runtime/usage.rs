@@ -86,7 +86,11 @@ impl UsageFeed {
                 .off_thread(move |store| {
                     store.update(|file| {
                         for (id, observation) in &observed {
-                            file.apply(id, |account| account.observe(observation));
+                            file.apply(id, |account| {
+                                account.observe(observation);
+                                // The backend answered for it: whatever needed attention is fixed.
+                                account.attention = None;
+                            });
                         }
                         Ok(())
                     })

@@ -141,6 +141,7 @@ pub fn account(id: &str) -> Account {
         },
         state: AccountState::Usable,
         usage: None,
+        attention: None,
         added_at_ms: 0,
     }
 }

@@ -3,6 +3,8 @@
 mod common;
 
 mod concurrency;
+mod conversation;
+mod failures;
 mod faults_network;
 mod faults_store;
 mod fuzz_regressions;

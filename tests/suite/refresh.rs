@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::common;
 use super::common::{Rig, one_account, rig, rig_with};
-use dispatch_sim::{Behavior, TokenBehavior};
+use dispatch_sim::{Behavior, CodePlacement, TokenBehavior};
 use pi_dispatch::Context;
 use pi_dispatch::Endpoints;
 use pi_dispatch::now_ms;
@@ -97,6 +97,13 @@ async fn every_permanent_refresh_failure_marks_needs_login() {
         TokenBehavior::Expired,
         TokenBehavior::Invalidated,
         TokenBehavior::InvalidGrant,
+        TokenBehavior::Exhausted,
+        TokenBehavior::TokenExpired,
+        // A 400 (not 401) reuse, and each place the code may sit: only the code says it is
+        // permanent.
+        TokenBehavior::refuse(400, "refresh_token_reused", CodePlacement::ErrorObject),
+        TokenBehavior::refuse(400, "refresh_token_exhausted", CodePlacement::ErrorString),
+        TokenBehavior::refuse(400, "token_expired", CodePlacement::TopLevel),
     ] {
         let rig = expiring(Behavior::ok("never"), vec![failure.clone()]).await;
         let body = failure_message(&rig).await;
@@ -182,7 +189,8 @@ async fn an_upstream_401_refreshes_once_and_retries_once() {
     assert_eq!(refreshes(&rig), 1);
     assert_eq!(rig.forwarded(), 2);
 
-    // A second 401 in a row reaches the caller instead of looping.
+    // A second 401 in a row reaches the caller instead of looping, and the account, refused
+    // even with a fresh token, needs attention until someone fixes it.
     rig.sim.reset_stats();
     rig.sim
         .set_behaviors(
@@ -191,9 +199,18 @@ async fn an_upstream_401_refreshes_once_and_retries_once() {
         )
         .unwrap();
     let body = failure_message(&rig).await;
-    assert!(body.contains("token refused"), "{body}");
+    assert!(
+        body.contains("refuses its token even after a refresh"),
+        "{body}"
+    );
     assert_eq!(refreshes(&rig), 1);
     assert_eq!(rig.forwarded(), 2);
+    rig.ctx.pool.flush().await;
+    let attention = stored(&rig).attention.expect("the account needs attention");
+    assert_eq!(
+        attention.kind,
+        pi_dispatch::domain::account::AttentionKind::TokenRefused
+    );
 }
 
 /// The proxy's own answer when no account could serve: a `response.failed` event.

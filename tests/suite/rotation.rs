@@ -129,23 +129,25 @@ async fn a_plan_without_codex_makes_the_account_unusable() {
 
 #[tokio::test]
 async fn backend_errors_are_tried_once_more_then_move_on_without_benching() {
-    // (behaviour, requests acct-a gets): a Retry-After over 2 s moves on at once.
+    // (behaviour, requests acct-a gets): a Retry-After over 2 s moves on at once, and so does
+    // a 503 (overload: the same account would be just as busy).
     for (behavior, tries) in [
         (Behavior::server_error(500), 2),
         (
             Behavior::ServerError {
-                status: 503,
+                status: 502,
                 retry_after_seconds: Some(3),
             },
             1,
         ),
         (
             Behavior::ServerError {
-                status: 503,
+                status: 502,
                 retry_after_seconds: Some(1),
             },
             2,
         ),
+        (Behavior::server_error(503), 1),
     ] {
         let rig = rig(first_fails(behavior.clone())).await;
         assert!(answer(&rig).await.contains("hello from acct-b"));

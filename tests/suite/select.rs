@@ -114,7 +114,7 @@ proptest! {
         let seat = &pool[seat % pool.len()];
         let mut sessions = Sessions::default();
         sessions.settle("s", &seat.id, Reason::Untouched);
-        let picked = sessions.choose(Some("s"), &pool, NOW, |_| false, &mut rng);
+        let picked = sessions.choose(Some("s"), &pool, None, NOW, |_| false, &mut rng);
         if ready(seat) {
             let (chosen, reason) = picked.unwrap();
             prop_assert_eq!(&chosen.id, &seat.id);
@@ -182,7 +182,7 @@ fn a_pin_moves_only_by_rotation_and_the_move_says_the_pin_is_gone() {
     let mut sessions = Sessions::default();
     sessions.pin("s", "id-1");
     let (chosen, reason) = sessions
-        .choose(Some("s"), &pool, NOW, |_| false, &mut rng)
+        .choose(Some("s"), &pool, None, NOW, |_| false, &mut rng)
         .unwrap();
     assert_eq!((chosen.id.as_str(), reason), ("id-1", Reason::Pinned));
     assert_eq!(sessions.settle("s", "id-1", Reason::Pinned), None);

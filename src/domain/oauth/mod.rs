@@ -28,10 +28,13 @@ const PROFILE_CLAIM: &str = "https://api.openai.com/profile";
 const FALLBACK_LIFETIME_MS: u64 = 60 * 60 * 1000;
 
 /// Refresh failure codes after which only a new login helps.
-const PERMANENT_CODES: [&str; 4] = [
+const PERMANENT_CODES: [&str; 6] = [
     "refresh_token_expired",
     "refresh_token_reused",
     "refresh_token_invalidated",
+    "refresh_token_exhausted",
+    // Seen from the token endpoint for a refresh token past its life.
+    "token_expired",
     // Standard OAuth's word for a refresh token the server no longer accepts.
     "invalid_grant",
 ];

@@ -47,6 +47,8 @@ pub fn countdown(ms: u64) -> String {
 /// The reasons an account takes a state, as stored with it.
 pub const BENCH_USAGE_LIMIT: &str = "usage limit";
 pub const BENCH_THROTTLED: &str = "throttled";
+pub const BENCH_CDN: &str = "blocked by the CDN (a challenge page instead of an answer)";
+pub const BENCH_STALLED: &str = "stalled (no answer in time)";
 pub const DISABLED_NO_CODEX: &str = "the plan does not include Codex";
 pub const ACCOUNT_REMOVED: &str = "the account was removed";
 /// Why a session left an account that is no longer in the pool.
@@ -118,6 +120,15 @@ pub fn exhausted(accounts: &[Unavailable<'_>], now_ms: u64, tz: &TimeZone) -> St
         let _ = write!(message, " First back: {label}, {}.", when(at, now_ms, tz));
     }
     message
+}
+
+/// The backend is overloaded on the accounts tried. Worded so pi's turn retry (with its
+/// backoff) applies: "overloaded" is one of its retry words.
+pub fn overloaded(labels: &[&str]) -> String {
+    format!(
+        "pi-dispatch: the backend is overloaded (tried {}); pi tries again shortly.",
+        labels.join(" and ")
+    )
 }
 
 /// The proxy could not read the accounts file.

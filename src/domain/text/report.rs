@@ -3,7 +3,8 @@
 
 use jiff::tz::TimeZone;
 
-use super::{countdown, when};
+use super::{BENCH_CDN, countdown, when};
+use crate::domain::account::AttentionKind;
 use crate::domain::failure::Failure;
 use crate::domain::select::{Availability, Reason};
 use crate::domain::status::{AccountStatus, PoolStatus, WindowStatus};
@@ -17,6 +18,42 @@ pub fn failure(failure: &Failure) -> String {
         Failure::Unauthorized => "token refused".into(),
         Failure::LoggedOut { reason } => format!("must log in again ({reason})"),
         Failure::Backend { what, .. } => format!("backend trouble ({what})"),
+        Failure::NeedsAttention(kind, _) => attention_reason(*kind).into(),
+        Failure::CdnChallenge => BENCH_CDN.into(),
+        Failure::Overloaded { code } => format!("the backend is overloaded ({code})"),
+        Failure::Stalled { what } => format!("stalled ({what})"),
+        Failure::RequestFault { code } => match code {
+            Some(code) => format!("the request was refused ({code})"),
+            None => "the request was refused".into(),
+        },
+        Failure::ForeignCiphertext => "another account's reasoning in the request".into(),
+    }
+}
+
+/// What is wrong with an account that needs attention.
+pub fn attention_reason(kind: AttentionKind) -> &'static str {
+    match kind {
+        AttentionKind::Deactivated => "the account is deactivated",
+        AttentionKind::Revoked => "its login was revoked",
+        AttentionKind::MissingScope => "its login lacks a permission Codex needs",
+        AttentionKind::TokenRefused => "the backend refuses its token even after a refresh",
+        AttentionKind::WorkspaceDeactivated => "its workspace is deactivated",
+        AttentionKind::Forbidden => "the backend does not allow this account",
+        AttentionKind::Other => "the backend refused the account",
+    }
+}
+
+/// What the user can do about it.
+pub fn attention_fix(kind: AttentionKind, label: &str) -> String {
+    match kind {
+        AttentionKind::WorkspaceDeactivated | AttentionKind::Forbidden => format!(
+            "check it at chatgpt.com (a workspace owner may need to act); /dispatch-status \
+             tries it again, /dispatch-login {label} after a change"
+        ),
+        AttentionKind::Deactivated => {
+            format!("check it at chatgpt.com, then /dispatch-login {label}")
+        }
+        _ => format!("log it in again: /dispatch-login {label}"),
     }
 }
 
@@ -26,6 +63,7 @@ pub fn availability(availability: &Availability) -> String {
         Availability::Benched { reason, .. } => reason.clone(),
         Availability::Spent { .. } => "usage limit reached".into(),
         Availability::NeedsLogin { .. } => "needs /dispatch-login".into(),
+        Availability::NeedsAttention(attention) => attention_reason(attention.kind).into(),
         Availability::Disabled { reason } => reason.clone(),
     }
 }
@@ -34,6 +72,9 @@ fn reason(reason: &Reason, now_ms: u64, tz: &TimeZone) -> String {
     match reason {
         Reason::Pinned => "pinned with /dispatch-use".into(),
         Reason::Kept => "this session already uses it (keeps the prompt cache warm)".into(),
+        Reason::ServedBefore => {
+            "it served this session before, so its prompt cache and reasoning are there".into()
+        }
         Reason::Untouched => {
             "untouched: every window at 0%, so using it starts its clocks now".into()
         }
@@ -82,10 +123,10 @@ pub fn status(pool: &PoolStatus, now_ms: u64, tz: &TimeZone) -> String {
     }
     match &pool.active {
         Some(choice) => {
-            let lead = if choice.preview {
-                "Next request goes to"
-            } else {
-                "This session uses"
+            let lead = match (&choice.reason, choice.preview) {
+                (Reason::ServedBefore, _) => "This session continues on",
+                (_, true) => "Next request goes to",
+                (_, false) => "This session uses",
             };
             lines.push(format!(
                 "{lead} {}: {}.",
@@ -126,6 +167,17 @@ fn tags(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> Vec<String> {
         }
         Availability::NeedsLogin { .. } => {
             tags.push(format!("needs login: /dispatch-login {}", account.label));
+        }
+        Availability::NeedsAttention(attention) => {
+            let detail = attention
+                .detail
+                .as_ref()
+                .map_or_else(String::new, |d| format!(" ({d})"));
+            tags.push(format!(
+                "needs attention: {}{detail}; {}",
+                attention_reason(attention.kind),
+                attention_fix(attention.kind, &account.label)
+            ));
         }
         Availability::Disabled { reason } => tags.push(format!("unusable: {reason}")),
         Availability::Ready if account.untouched => tags.push("untouched".into()),

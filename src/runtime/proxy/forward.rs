@@ -13,24 +13,47 @@ use hyper::{Request, Response, StatusCode};
 
 use super::gate::{Refusal, read_body};
 use super::relay::{
-    ProxyBody, exhausted_message, failure_stream, full_bytes, hold_back, read_error_body, respond,
+    HeldFailure, ProxyBody, exhausted_message, failure_stream, full_bytes, hold_back,
+    read_error_body, respond,
 };
-use crate::domain::account::Account;
-use crate::domain::failure::Failure;
+use crate::domain::account::{Account, Change};
+use crate::domain::conversation::{Foreign, strip_foreign_state};
+use crate::domain::failure::{Action, Failure};
+use crate::domain::select;
 use crate::domain::text;
 use crate::domain::usage::{self, Observation};
 use crate::io::clock::now_ms;
 use crate::runtime::auth::TokenError;
 use crate::runtime::context::Context;
-use crate::runtime::pool::Change;
 
 /// Upstream attempts for one request at most, however large the pool.
 const MAX_ATTEMPTS: usize = 16;
+/// Overload is the backend's, not an account's: one other account is worth a try, more only
+/// multiply the load, and pi's own turn retry (with its backoff) does better.
+const MAX_OVERLOADED: usize = 2;
+/// When no account can serve but one is back within this long (a brief throttle), the proxy
+/// waits for it instead of failing the turn.
+const BRIEF_WAIT_MS: u64 = 20_000;
 /// How long a reply that follows failed attempts waits for what they taught to reach the file.
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
-/// A failed attempt, with what its reply's headers said about usage.
-type Failed = (Failure, Option<Observation>);
+/// A failed attempt: what it means, what its reply's headers said about usage, and the reply
+/// as it came, for a failure pi must see itself.
+struct Failed {
+    failure: Failure,
+    seen: Option<Observation>,
+    relay: Option<Response<ProxyBody>>,
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            seen: None,
+            relay: None,
+        }
+    }
+}
 
 /// Answers one model request: the session's account first, and on a failure before any output
 /// the next account the policy picks, with the same body, until one serves or none is left.
@@ -39,40 +62,67 @@ pub async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let (parts, body) = req.into_parts();
-    let body = read_body(body, ctx.timeouts.request_body).await?;
+    let body = Outgoing::new(
+        read_body(body, ctx.timeouts.request_body).await?,
+        &parts.headers,
+    );
     let session = session_id(&parts.headers);
 
     let mut tried = HashSet::new();
     let mut failures: Vec<(String, Failure)> = Vec::new();
+    let mut waited = false;
     while tried.len() < MAX_ATTEMPTS {
         let file = match ctx.pool.snapshot() {
             Ok(file) => file,
             Err(e) => return Ok(failure_stream(&text::proxy_store_problem(&e.chain()))),
         };
         let now = now_ms();
-        let Some((account, reason)) =
-            ctx.pool
-                .choose(session.as_deref(), &file.accounts, now, |a| {
-                    tried.contains(&a.id)
-                })
+        let Some((account, reason)) = ctx
+            .pool
+            .choose(session.as_deref(), &file, now, |a| tried.contains(&a.id))
         else {
-            break;
+            match brief_wait(&file.accounts, now) {
+                Some(wait) if !waited => {
+                    // pi going away meanwhile drops this future, and the wait with it.
+                    tokio::time::sleep(wait).await;
+                    waited = true;
+                    tried.clear();
+                    continue;
+                }
+                _ => break,
+            }
         };
         let account = account.clone();
         tried.insert(account.id.clone());
-        match attempt(ctx, &parts.headers, &account, &body).await {
-            Ok(response) => {
+        // Only the account that served the session can read its reasoning.
+        let known = session
+            .as_deref()
+            .and_then(|s| file.binding(s, now))
+            .filter(|b| b.account_id == account.id)
+            .map(|b| b.foreign.as_slice());
+        match attempt(ctx, &parts.headers, &account, &body, known).await {
+            Ok((response, foreign)) => {
                 if let Some(session) = &session {
                     ctx.pool
-                        .settle(session, &account, reason, &file.accounts, &failures, now);
+                        .settle(session, &account, reason, &file, &failures, foreign, now);
                 }
                 persist_failures(ctx, &failures).await;
                 return Ok(response);
             }
-            Err((failure, seen)) => {
+            Err(Failed { failure, seen, .. }) => {
                 ctx.pool
                     .record_failure(&account.id, &failure, seen.as_ref(), now_ms());
                 failures.push((account.id, failure));
+                let overloaded: Vec<&str> = failures
+                    .iter()
+                    .filter(|(_, f)| matches!(f, Failure::Overloaded { .. }))
+                    .filter_map(|(id, _)| file.accounts.iter().find(|a| a.id == *id))
+                    .map(|a| a.label.as_str())
+                    .collect();
+                if overloaded.len() >= MAX_OVERLOADED {
+                    persist_failures(ctx, &failures).await;
+                    return Ok(failure_stream(&text::overloaded(&overloaded)));
+                }
             }
         }
     }
@@ -87,6 +137,16 @@ pub async fn forward(
         Err(e) => text::proxy_store_problem(&e.chain()),
     };
     Ok(failure_stream(&message))
+}
+
+/// How long until the first account is back, when that is soon enough to wait for.
+fn brief_wait(accounts: &[Account], now_ms: u64) -> Option<Duration> {
+    let back = accounts
+        .iter()
+        .filter_map(|a| select::availability(a, now_ms).back_at())
+        .min()?;
+    let wait = back.saturating_sub(now_ms);
+    (wait <= BRIEF_WAIT_MS).then(|| Duration::from_millis(wait))
 }
 
 /// A bench must be in the shared file before pi has its answer: pi may exit right after it (a
@@ -107,29 +167,125 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The request body pi sent, and ways to send it without other accounts' conversation state.
+struct Outgoing {
+    sent: Bytes,
+    encoding: Option<String>,
+    /// Without any account-bound item: made once, when the request first goes to an account
+    /// that did not serve the session.
+    without_all: std::sync::OnceLock<Option<Body>>,
+}
+
+/// What one exchange sends.
+#[derive(Clone)]
+struct Body {
+    bytes: Bytes,
+    /// Rewritten, and decoded from pi's content encoding: sent without it.
+    decoded: bool,
+    /// Fingerprints of the items taken out (see `domain::conversation`).
+    removed: Vec<String>,
+}
+
+impl Outgoing {
+    fn new(sent: Bytes, headers: &HeaderMap) -> Self {
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Self {
+            sent,
+            encoding,
+            without_all: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The body as pi sent it, byte for byte.
+    fn as_sent(&self) -> Body {
+        Body {
+            bytes: self.sent.clone(),
+            decoded: false,
+            removed: Vec::new(),
+        }
+    }
+
+    /// The body without the items `foreign` names; as sent when there are none, or when it
+    /// cannot be read (the backend's refusal, if any, then goes to pi).
+    fn without(&self, foreign: Foreign<'_>) -> Body {
+        let strip = || {
+            let stripped =
+                strip_foreign_state(&self.sent, self.encoding.as_deref(), foreign).ok()?;
+            stripped.changed.then(|| Body {
+                bytes: Bytes::from(stripped.body),
+                decoded: true,
+                removed: stripped.removed,
+            })
+        };
+        let body = match foreign {
+            Foreign::All => self.without_all.get_or_init(strip).clone(),
+            Foreign::Known(_) => strip(),
+        };
+        body.unwrap_or_else(|| self.as_sent())
+    }
+}
+
 /// One account's try: a reply that may go to pi, or a failure that moves the request on.
-/// Backend trouble gets one more exchange with the same account first (see
-/// [`Failure::retry_here_after_ms`]); pi going away during the pause cancels it like any wait.
+/// Backend trouble gets one more exchange with the same account first, a request fault goes to
+/// pi as it came, and a refusal of foreign reasoning the proxy could not foresee gets one more
+/// exchange without any (see [`Failure::action`]); pi going away during a pause cancels it like
+/// any wait. `known`: the account served the session before, and these are the fingerprints of
+/// its history's items it cannot read (so the body goes as it came when there are none). On
+/// success, the fingerprints the account cannot read from now on.
 async fn attempt(
     ctx: &Arc<Context>,
     pi_headers: &HeaderMap,
     account: &Account,
-    body: &Bytes,
-) -> Result<Response<ProxyBody>, Failed> {
+    body: &Outgoing,
+    known: Option<&[String]>,
+) -> Result<(Response<ProxyBody>, Vec<String>), Failed> {
     let mut token = ctx
         .auth
         .access_token(account)
         .await
         .map_err(token_failure)?;
-    match exchange(ctx, pi_headers, account, &mut token, body).await {
-        Err((failure, seen)) => match failure.retry_here_after_ms() {
-            Some(pause) => {
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                exchange(ctx, pi_headers, account, &mut token, body).await
+    let (mut sending, mut foreign) = match known {
+        Some([]) => (body.as_sent(), Vec::new()),
+        Some(known) => (body.without(Foreign::Known(known)), known.to_vec()),
+        None => {
+            let sending = body.without(Foreign::All);
+            let removed = sending.removed.clone();
+            (sending, removed)
+        }
+    };
+    let mut retried = false;
+    loop {
+        let failed = match exchange(ctx, pi_headers, account, &mut token, &sending).await {
+            Ok(response) => return Ok((response, foreign)),
+            Err(failed) => failed,
+        };
+        match failed.failure.action() {
+            Action::RetryHere { after_ms } if !retried => {
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
             }
-            None => Err((failure, seen)),
-        },
-        served => served,
+            Action::StripAndRetry if !retried => {
+                retried = true;
+                let without = body.without(Foreign::All);
+                if !without.decoded || without.bytes == sending.bytes {
+                    // Nothing more to remove: the refusal is pi's to see.
+                    return Ok((failed.relay.ok_or(failed.failure)?, foreign));
+                }
+                for fingerprint in &without.removed {
+                    if !foreign.contains(fingerprint) {
+                        foreign.push(fingerprint.clone());
+                    }
+                }
+                sending = without;
+            }
+            Action::PassToPi | Action::StripAndRetry => {
+                return Ok((failed.relay.ok_or(failed.failure)?, foreign));
+            }
+            _ => return Err(failed),
+        }
     }
 }
 
@@ -141,9 +297,10 @@ async fn exchange(
     pi_headers: &HeaderMap,
     account: &Account,
     token: &mut String,
-    body: &Bytes,
+    body: &Body,
 ) -> Result<Response<ProxyBody>, Failed> {
-    let mut upstream = send_upstream(ctx, pi_headers, account, token, body.clone()).await?;
+    let mut upstream = send_upstream(ctx, pi_headers, account, token, body).await?;
+    let mut refreshed = false;
     if upstream.status() == StatusCode::UNAUTHORIZED {
         // Expired or revoked early: one refresh, one retry.
         *token = ctx
@@ -151,7 +308,8 @@ async fn exchange(
             .replace_rejected(account, token)
             .await
             .map_err(token_failure)?;
-        upstream = send_upstream(ctx, pi_headers, account, token, body.clone()).await?;
+        upstream = send_upstream(ctx, pi_headers, account, token, body).await?;
+        refreshed = true;
     }
     let seen = usage::from_headers(upstream.headers(), now_ms());
     if let Some(seen) = &seen {
@@ -165,16 +323,27 @@ async fn exchange(
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     if status.is_success() {
-        let body = hold_back(upstream).await.map_err(|f| (f, seen.clone()))?;
-        return Ok(respond(status, headers, body));
+        return match hold_back(upstream, ctx.timeouts.upstream_silence).await {
+            Ok(body) => Ok(respond(status, headers, body)),
+            Err(HeldFailure { failure, relay }) => Err(Failed {
+                failure,
+                seen,
+                relay: relay.map(|body| respond(status, headers, body)),
+            }),
+        };
     }
     let upstream_headers = upstream.headers().clone();
     let bytes = read_error_body(upstream).await;
-    match Failure::from_status(status, &upstream_headers, &bytes, now_ms()) {
-        Some(failure) => Err((failure, seen)),
-        // The request's own fault: pi sees it as it came.
-        None => Ok(respond(status, headers, full_bytes(bytes))),
-    }
+    let failure = if status == StatusCode::UNAUTHORIZED && refreshed {
+        Failure::refused_after_refresh(&bytes)
+    } else {
+        Failure::from_status(status, &upstream_headers, &bytes, now_ms())
+    };
+    Err(Failed {
+        failure,
+        seen,
+        relay: Some(respond(status, headers, full_bytes(bytes))),
+    })
 }
 
 async fn send_upstream(
@@ -182,48 +351,56 @@ async fn send_upstream(
     pi_headers: &HeaderMap,
     account: &Account,
     access_token: &str,
-    body: Bytes,
+    body: &Body,
 ) -> Result<reqwest::Response, Failed> {
-    let client = ctx.http.client().map_err(|e| {
-        (
-            Failure::backend(format!("no HTTP client: {}", e.chain())),
-            None,
-        )
-    })?;
+    let client = ctx
+        .http
+        .client()
+        .map_err(|e| Failure::backend(format!("no HTTP client: {}", e.chain())))?;
     let mut upstream = client.post(ctx.endpoints.responses_url());
     for (name, value) in pi_headers {
-        if forwards(name) {
+        if forwards(name) && !(body.decoded && name == header::CONTENT_ENCODING) {
             upstream = upstream.header(name, value);
         }
     }
-    upstream
+    let sent = upstream
         .bearer_auth(access_token)
         .header("chatgpt-account-id", &account.chatgpt_account_id)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            let what = format!("cannot reach it: {}", crate::error::chain(&e));
-            (Failure::backend(what), None)
-        })
+        // Error bodies are read to classify them, and this client decodes nothing.
+        .header(header::ACCEPT_ENCODING, "identity")
+        .body(body.bytes.clone())
+        .send();
+    let limit = ctx.timeouts.upstream_headers;
+    match tokio::time::timeout(limit, sent).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => {
+            Err(Failure::backend(format!("cannot reach it: {}", crate::error::chain(&e))).into())
+        }
+        Err(_) => Err(Failure::Stalled {
+            what: format!("no answer within {} s", limit.as_secs_f64().round()),
+        }
+        .into()),
+    }
 }
 
 fn token_failure(error: TokenError) -> Failed {
-    let failure = match error {
+    match error {
         TokenError::NeedsLogin(reason) => Failure::LoggedOut { reason },
         TokenError::Transient(e) => {
             Failure::backend(format!("token refresh failed: {}", e.chain()))
         }
-    };
-    (failure, None)
+    }
+    .into()
 }
 
-/// pi's headers go upstream, except those that describe this hop or carry pi's credential.
+/// pi's headers go upstream, except those that describe this hop, carry pi's credential, or
+/// ask for a compression the proxy would have to undo.
 fn forwards(name: &HeaderName) -> bool {
     !is_hop_by_hop(name)
         && name != header::HOST
         && name != header::AUTHORIZATION
         && name != header::CONTENT_LENGTH
+        && name != header::ACCEPT_ENCODING
         && name.as_str() != "chatgpt-account-id"
 }
 

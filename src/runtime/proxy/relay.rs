@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use crate::domain::account::Account;
-use crate::domain::failure::Failure;
+use crate::domain::failure::{Action, Failure};
 use crate::domain::select::{self, Availability};
 use crate::domain::sse::{EventReader, EventTooLarge, MAX_EVENT_BYTES, Peek};
 use crate::domain::text::{self, Unavailable};
@@ -48,26 +48,61 @@ pub fn respond(
     response
 }
 
+/// A 200 stream's start that failed before any output.
+pub struct HeldFailure {
+    pub failure: Failure,
+    /// The stream as it came (held bytes and the rest), for a failure pi must see itself.
+    pub relay: Option<ProxyBody>,
+}
+
 /// Holds a 200 stream until its first output event. A failure before that is returned so the
 /// request can move on; once output starts, the held bytes and the rest stream to pi as they
-/// arrive, and dropping the body (pi went away) closes the upstream connection.
-pub async fn hold_back(upstream: reqwest::Response) -> Result<ProxyBody, Failure> {
+/// arrive, and dropping the body (pi went away) closes the upstream connection. `silence`
+/// bounds the wait for each chunk before the first output: a stalled upstream is failed over.
+pub async fn hold_back(
+    upstream: reqwest::Response,
+    silence: Duration,
+) -> Result<ProxyBody, HeldFailure> {
+    let failed = |failure| HeldFailure {
+        failure,
+        relay: None,
+    };
     let mut stream = upstream.bytes_stream();
     let mut reader = EventReader::default();
     'held: loop {
-        let chunk = match stream.next().await {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(_)) | None => {
-                return Err(Failure::backend("the reply ended before any output"));
+        let chunk = match tokio::time::timeout(silence, stream.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(_)) | None) => {
+                return Err(failed(Failure::backend(
+                    "the reply ended before any output",
+                )));
+            }
+            Err(_) => {
+                return Err(failed(Failure::Stalled {
+                    what: format!(
+                        "no byte for {} s before any output",
+                        silence.as_secs_f64().round()
+                    ),
+                }));
             }
         };
         reader.push(&chunk).map_err(|EventTooLarge| {
-            Failure::backend(format!("an event over {} MiB", MAX_EVENT_BYTES >> 20))
+            failed(Failure::backend(format!(
+                "an event over {} MiB",
+                MAX_EVENT_BYTES >> 20
+            )))
         })?;
         while let Some(peek) = reader.next_event(now_ms()) {
             match peek {
                 Peek::Opening => {}
-                Peek::Failed(failure) => return Err(failure),
+                Peek::Failed(failure) if failure.action() == Action::PassToPi => {
+                    // pi reads the backend's own words (a context overflow makes it compact).
+                    return Err(HeldFailure {
+                        failure,
+                        relay: Some(released(reader, stream)),
+                    });
+                }
+                Peek::Failed(failure) => return Err(failed(failure)),
                 Peek::Output => break 'held,
             }
         }
@@ -75,13 +110,21 @@ pub async fn hold_back(upstream: reqwest::Response) -> Result<ProxyBody, Failure
             break;
         }
     }
+    Ok(released(reader, stream))
+}
+
+/// What was held, then the rest of the stream as it arrives.
+fn released(
+    reader: EventReader,
+    stream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+) -> ProxyBody {
     let held = futures_util::stream::once(std::future::ready(Ok(Frame::data(Bytes::from(
         reader.into_held(),
     )))));
     let rest = stream
         .map_ok(Frame::data)
         .map_err(|e| Box::new(e) as BoxError);
-    Ok(StreamBody::new(held.chain(rest)).boxed_unsync())
+    StreamBody::new(held.chain(rest)).boxed_unsync()
 }
 
 /// Enough of an error body to classify it; a body that does not come is treated as empty.
@@ -132,7 +175,7 @@ pub fn exhausted_message(
 }
 
 /// A 200 event stream holding one `response.failed`: pi reports its message as the error. Never
-/// an error status, which pi 0.73 would retry three times.
+/// an error status, which pi 0.73's client would retry three times (it retries 429 and 5xx).
 pub fn failure_stream(message: &str) -> Response<ProxyBody> {
     let event = serde_json::json!({
         "type": "response.failed",
