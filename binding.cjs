@@ -850,5 +850,6 @@ module.exports.startDeviceLogin = nativeBinding.startDeviceLogin
 module.exports.startProxy = nativeBinding.startProxy
 module.exports.status = nativeBinding.status
 module.exports.takeNotices = nativeBinding.takeNotices
+module.exports.Tone = nativeBinding.Tone
 module.exports.uiText = nativeBinding.uiText
 module.exports.useAccount = nativeBinding.useAccount

@@ -87,8 +87,10 @@ export interface PoolView {
   path: string
   accounts: Array<AccountView>
   active?: ChoiceView
-  /** The whole `/dispatch-status` report. */
+  /** The whole `/dispatch-status` report, as plain text. */
   report: string
+  /** The same report in toned pieces, line by line, for a terminal with colours. */
+  lines: Array<Array<SpanView>>
   /** The footer line for the asking session. */
   footer: string
 }
@@ -120,6 +122,11 @@ export declare function removeAccount(label: string): string | Problem
 /** Gives an account a new label; an unknown or taken label is a problem of kind `label`. */
 export declare function renameAccount(label: string, newLabel: string): string | Problem
 
+export interface SpanView {
+  text: string
+  tone: Tone
+}
+
 /**
  * Starts a browser login: listens for the callback (port 1455 unless
  * `PI_DISPATCH_CALLBACK_PORT` says otherwise) and builds the sign-in URL.
@@ -140,6 +147,9 @@ export declare function status(sessionId: string | undefined | null, refresh: bo
 
 /** The notices owed to a session; each is returned once. */
 export declare function takeNotices(sessionId: string): Array<NoticeView>
+
+/** How a piece of the report looks; the extension maps it to a theme colour. */
+export type Tone = 'plain' | 'accent' | 'muted' | 'dim' | 'success' | 'warning' | 'error'
 
 /**
  * Every sentence the extension shows around its commands; templates name their blanks in

@@ -101,7 +101,7 @@ function registerPoolCommands(pi: ExtensionAPI, core: Core): void {
       show(ctx, text.refreshingUsage, "info");
       const pool = await native.status(ctx.sessionManager.getSessionId(), true);
       if (isProblem(pool)) return failed(ctx, core, pool);
-      show(ctx, pool.report, "info");
+      show(ctx, coloured(ctx, pool), "info");
       updateFooter(ctx, native);
     },
   });
@@ -176,6 +176,31 @@ function updateFooter(ctx: ExtensionContext, native: typeof Native): void {
       () => {},
     );
   });
+}
+
+/** The theme colour of each tone of the status report. */
+const TONE_COLOURS: Record<
+  Exclude<Native.Tone, "plain">,
+  "accent" | "muted" | "dim" | "success" | "warning" | "error"
+> = {
+  accent: "accent",
+  muted: "muted",
+  dim: "dim",
+  success: "success",
+  warning: "warning",
+  error: "error",
+};
+
+/** The status report in pi's theme colours in the interactive TUI; plain text anywhere else (print
+ * and json mode print it, and an RPC client gets text, not escape codes). */
+function coloured(ctx: ExtensionContext, pool: Native.PoolView): string {
+  if (!ctx.hasUI || !process.stdout.isTTY) return pool.report;
+  const theme = ctx.ui.theme;
+  return pool.lines
+    .map((line) =>
+      line.map((span) => (span.tone === "plain" ? span.text : theme.fg(TONE_COLOURS[span.tone], span.text))).join(""),
+    )
+    .join("\n");
 }
 
 /** Footer updates and notices can run when pi has retired the ctx they hold: after a new,

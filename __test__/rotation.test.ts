@@ -163,6 +163,19 @@ function reply(messages: RpcMessage[]): { text: string; error?: string } {
   return { text, error: last?.stopReason === "error" ? (last.errorMessage ?? "error") : undefined };
 }
 
+/** An account's row of /dispatch-status, and the detail lines under it. */
+function statusRow(status: string, label: string): { row: string; details: string[] } {
+  const lines = status.split("\n");
+  const at = lines.findIndex((line) => line.slice(2).split(" ")[0] === label && /^[ ▸] /.test(line));
+  assert.ok(at >= 0, `a row for ${label} in:\n${status}`);
+  const details = [];
+  for (const line of lines.slice(at + 1)) {
+    if (!line.startsWith("    ")) break;
+    details.push(line.trim());
+  }
+  return { row: lines[at], details };
+}
+
 /** A local time and countdown as the proxy and the status command print them. */
 const WHEN = String.raw`\w{3}(?: \d{2} \w{3})? \d{2}:\d{2},? \(?in [0-9dhms ]+\)?`;
 
@@ -255,8 +268,10 @@ for (const generation of GENERATIONS) {
         assert.deepEqual(await target.responses(), { "acct-a": 1, "acct-b": 2 });
 
         const status = (await pi.command("/dispatch-status", () => ({ cancelled: true }))).join("\n");
-        assert.match(status, new RegExp(`\\n  acct-a \\(plus\\)  \\[usage limit, back ${WHEN}`));
-        assert.match(status, /\n▸ acct-b \(plus\) {2}\[active\]/);
+        const benched = statusRow(status, "acct-a");
+        assert.match(benched.row, /^ {2}acct-a +plus .* benched$/);
+        assert.match(benched.details[0], new RegExp(`^usage limit, back ${WHEN}$`));
+        assert.match(statusRow(status, "acct-b").row, /^▸ acct-b +plus .* active$/);
         assert.match(status, /\nThis session uses acct-b: /);
       } finally {
         await pi.stop();
@@ -362,8 +377,8 @@ for (const generation of GENERATIONS) {
       const status = await ask(target, "/dispatch-status");
       assert.equal(status.code, 0, status.stderr);
       const shown = status.stdout + status.stderr;
-      assert.match(shown, /\n {2}acct-a \(plus\)\n {4}5h — · week 40% used \(resets /);
-      assert.match(shown, /\n▸ acct-b \(plus\) {2}\[active; untouched\]\n {4}5h — · week 0% used/);
+      assert.match(statusRow(shown, "acct-a").row, /^ {2}acct-a +plus +— +▰▰▱▱▱ +40% /);
+      assert.match(statusRow(shown, "acct-b").row, /^▸ acct-b +plus +— +▱▱▱▱▱ +0% .* active, untouched$/);
       assert.match(shown, /\nNext request goes to acct-b: untouched/);
       for (const seed of ["1", "2", "3", "4"]) {
         const run = await ask(target, "Say hello", seed);
@@ -421,7 +436,7 @@ for (const generation of GENERATIONS) {
         assert.deepEqual(await target.responses(), { "acct-a": 0, "acct-b": 1, "acct-c": 1 });
 
         const status = (await pi.command("/dispatch-status", () => ({ cancelled: true }))).join("\n");
-        assert.match(status, /\n▸ acct-c \(plus\) {2}\[active, pinned\]/);
+        assert.match(statusRow(status, "acct-c").row, /^▸ acct-c +plus .* pinned$/);
         assert.match(status, /\nThis session uses acct-c: pinned with \/dispatch-use\./);
 
         // A rotation moves the session off its pin, and says so.
@@ -473,14 +488,14 @@ for (const generation of GENERATIONS) {
         rows.map((row) => row.slice(2).split(" ")[0]),
         ["acct-a", "acct-b", "acct-c", "acct-d"],
       );
-      assert.match(shown, new RegExp(`\\n {2}acct-a \\(plus\\) {2}\\[usage limit, back ${WHEN}\\]\\n {4}5h 100% used`));
-      assert.match(shown, /\n {4}5h 100% used \(resets .*\) · week 70% used \(resets /);
-      assert.match(
-        shown,
-        /\n {2}acct-b \(plus\) {2}\[needs login: \/dispatch-login acct-b\]\n {4}5h — · week — {2}\[stale: never fetched\]/,
-      );
-      assert.match(shown, /\n {2}acct-c \(plus\)\n {4}5h 42% used \(resets .*\) · week 10% used \(resets /);
-      assert.match(shown, /\n▸ acct-d \(plus\) {2}\[active; untouched\]\n {4}5h 0% used/);
+      const spent = statusRow(shown, "acct-a");
+      assert.match(spent.row, /^ {2}acct-a +plus +▰▰▰▰▰ 100% +▰▰▰▰▱ +70% +[0-9hm ]+ +benched$/);
+      assert.match(spent.details[0], new RegExp(`^usage limit, back ${WHEN}$`));
+      const loggedOut = statusRow(shown, "acct-b");
+      assert.match(loggedOut.row, /^ {2}acct-b +plus +— +— +— +needs login, stale$/);
+      assert.deepEqual(loggedOut.details, ["needs login: /dispatch-login acct-b", "stale: never fetched"]);
+      assert.match(statusRow(shown, "acct-c").row, /^ {2}acct-c +plus +▰▰▱▱▱ +42% +▰▱▱▱▱ +10% +[0-9hm ]+$/);
+      assert.match(statusRow(shown, "acct-d").row, /^▸ acct-d +plus +▱▱▱▱▱ +0% +▱▱▱▱▱ +0% .* active, untouched$/);
       assert.match(shown, /\nNext request goes to acct-d: untouched: every window at 0%/);
     });
 

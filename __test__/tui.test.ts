@@ -306,9 +306,17 @@ for (const generation of GENERATIONS) {
       await submit(terminal, "/dispatch-status");
       const shown = await terminal.waitFor(/^ Next request goes to acct-a: /m, "the status and its reason line");
       assertScreen(shown, /^ pi-dispatch: 3 account\(s\) in \S+dispatch\.json$/m, "the header");
-      assertScreen(shown, /^ ▸ acct-a \(plus\) .*\[active\]/m, "acct-a's row, marked as the session's");
-      assertScreen(shown, new RegExp(`^ {3}acct-b \\(plus\\) .*\\[usage limit, back ${WHEN}\\]`, "m"), "acct-b's row");
-      assertScreen(shown, /^ {3}acct-c \(plus\)/m, "acct-c's row");
+      assertScreen(shown, /^ {3}account +plan +5h used +week used +resets +state$/m, "the column heads");
+      assertScreen(shown, /^ ▸ acct-a +plus +▰▱▱▱▱ +10% +▰▰▱▱▱ +40% .* active$/m, "acct-a's row, the session's");
+      assertScreen(shown, /^ {3}acct-b +plus +▰▱▱▱▱ +20% +▰▰▱▱▱ +30% +1h (29|30)m +benched$/m, "acct-b's row");
+      assertScreen(shown, new RegExp(`^ {5}usage limit, back ${WHEN}$`, "m"), "why acct-b rests, and until when");
+      assertScreen(shown, /^ {3}acct-c +plus +▰▰▱▱▱ +30% +▰▱▱▱▱ +20% /m, "acct-c's row");
+      // The rows line up: every gauge starts in one column.
+      const columns = shown
+        .split("\n")
+        .filter((line) => /^ [ ▸] acct-/.test(line))
+        .map((line) => line.search(/[▰▱]/));
+      assert.equal(new Set(columns).size, 1, `aligned: ${columns}\n${shown}`);
     });
   });
 }

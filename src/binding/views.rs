@@ -8,6 +8,7 @@ use super::{Problem, core, outcome, tz};
 use crate::domain::select::{Availability, Reason};
 use crate::domain::status::{AccountStatus, Choice, PoolStatus, WindowStatus};
 use crate::domain::text;
+use crate::domain::text::report;
 use crate::io::clock::now_ms;
 use crate::runtime::commands;
 
@@ -131,13 +132,50 @@ impl From<&Choice> for ChoiceView {
     }
 }
 
+/// How a piece of the report looks; the extension maps it to a theme colour.
+#[napi(string_enum = "camelCase")]
+pub enum Tone {
+    Plain,
+    Accent,
+    Muted,
+    Dim,
+    Success,
+    Warning,
+    Error,
+}
+
+#[napi(object)]
+pub struct SpanView {
+    pub text: String,
+    pub tone: Tone,
+}
+
+impl From<&report::Span> for SpanView {
+    fn from(span: &report::Span) -> Self {
+        Self {
+            text: span.text.clone(),
+            tone: match span.tone {
+                report::Tone::Plain => Tone::Plain,
+                report::Tone::Accent => Tone::Accent,
+                report::Tone::Muted => Tone::Muted,
+                report::Tone::Dim => Tone::Dim,
+                report::Tone::Success => Tone::Success,
+                report::Tone::Warning => Tone::Warning,
+                report::Tone::Error => Tone::Error,
+            },
+        }
+    }
+}
+
 #[napi(object)]
 pub struct PoolView {
     pub path: String,
     pub accounts: Vec<AccountView>,
     pub active: Option<ChoiceView>,
-    /// The whole `/dispatch-status` report.
+    /// The whole `/dispatch-status` report, as plain text.
     pub report: String,
+    /// The same report in toned pieces, line by line, for a terminal with colours.
+    pub lines: Vec<Vec<SpanView>>,
     /// The footer line for the asking session.
     pub footer: String,
 }
@@ -145,8 +183,13 @@ pub struct PoolView {
 impl From<PoolStatus> for PoolView {
     fn from(pool: PoolStatus) -> Self {
         let active = pool.accounts.iter().find(|a| a.active);
+        let lines = text::report::status_lines(&pool, now_ms(), &tz());
         Self {
-            report: text::report::status(&pool, now_ms(), &tz()),
+            report: text::report::plain(&lines),
+            lines: lines
+                .iter()
+                .map(|line| line.iter().map(SpanView::from).collect())
+                .collect(),
             footer: text::report::footer(active),
             path: pool.path.clone(),
             accounts: pool.accounts.iter().map(AccountView::from).collect(),
