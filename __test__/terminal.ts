@@ -52,9 +52,10 @@ export class Terminal {
     return terminal;
   }
 
-  /** The visible screen, one line per row, trailing blanks trimmed. */
-  screen(): string {
-    return this.#tmux(["capture-pane", "-p", "-t", "main"])
+  /** The visible screen, one line per row, trailing blanks trimmed; with `colours`, the SGR
+   * escape sequences the program drew with are kept. */
+  screen(colours = false): string {
+    return this.#tmux(["capture-pane", "-p", ...(colours ? ["-e"] : []), "-t", "main"])
       .split("\n")
       .map((line) => line.trimEnd())
       .join("\n")

@@ -317,6 +317,10 @@ for (const generation of GENERATIONS) {
         .filter((line) => /^ [ ▸] acct-/.test(line))
         .map((line) => line.search(/[▰▱]/));
       assert.equal(new Set(columns).size, 1, `aligned: ${columns}\n${shown}`);
+      // Drawn in the theme's colours: the gauges and the states carry colour codes.
+      const coloured = terminal.screen(true);
+      const benchedRow = coloured.split("\n").find((line) => line.includes("acct-b") && line.includes("benched"));
+      assert.ok(benchedRow?.includes("\u001b["), `acct-b's row is coloured: ${JSON.stringify(benchedRow)}`);
     });
   });
 }
