@@ -43,11 +43,23 @@ export function totalRequests(stats: SimStats): { responses: number; usage: numb
   return sum;
 }
 
-export function makeDir(prefix: string): { dir: string; cleanup: () => void } {
+export function makeDir(prefix: string): { dir: string; cleanup: () => Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), `pi-dispatch-bench-${prefix}-`));
   // The proxy writes dispatch.json in the background (a temp file, then a rename), and it may still
-  // be at it when a scenario ends: retry until that write is done.
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10 }) };
+  // be at it when a scenario ends, putting a file back into a directory being removed: start over
+  // until its writes are done.
+  const cleanup = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+        return;
+      } catch (error) {
+        if (attempt === 20) throw error;
+        await sleep(100);
+      }
+    }
+  };
+  return { dir, cleanup };
 }
 
 export function makeAgentDir(parent: string, name = "agent"): string {
