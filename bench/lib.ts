@@ -149,6 +149,55 @@ export function summarize(values: number[]): Summary {
   return { median, min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length };
 }
 
+/** One figure of a pair of runs: the baseline's and the one compared with it. */
+export interface Pair {
+  base: number;
+  other: number;
+}
+
+/** What a timed run reports, ms. */
+export interface Timed {
+  ttftMs: number;
+  totalMs: number;
+}
+
+/** `pairs` pairs of runs of `base` and `other`, taking turns to go first so neither always runs on
+ * a warmer machine, after `warmup` pairs that are dropped; `before` and `after` run around each
+ * pair (untimed). Also the last run of `other` (none when `pairs` is 0: then nothing runs). */
+export async function interleaved<T extends Timed>(
+  runs: { pairs: number; warmup: number; before?: () => Promise<void>; after?: () => Promise<void> },
+  base: () => Promise<T>,
+  other: () => Promise<T>,
+): Promise<{ ttft: Pair[]; total: Pair[]; last?: T }> {
+  const ttft: Pair[] = [];
+  const total: Pair[] = [];
+  let last: T | undefined;
+  if (runs.pairs === 0) return { ttft, total };
+  for (let i = 0; i < runs.warmup + runs.pairs; i++) {
+    await runs.before?.();
+    const baseFirst = i % 2 === 0;
+    const first = await (baseFirst ? base : other)();
+    const second = await (baseFirst ? other : base)();
+    await runs.after?.();
+    const [b, o] = baseFirst ? [first, second] : [second, first];
+    last = o;
+    if (i >= runs.warmup) {
+      ttft.push({ base: b.ttftMs, other: o.ttftMs });
+      total.push({ base: b.totalMs, other: o.totalMs });
+    }
+  }
+  return { ttft, total, last };
+}
+
+/** Both sides of `pairs` summarized, and the difference within each pair (other − base). */
+export function comparePairs(pairs: Pair[]): { base: Summary; other: Summary; perPair: Summary } {
+  return {
+    base: summarize(pairs.map((p) => p.base)),
+    other: summarize(pairs.map((p) => p.other)),
+    perPair: summarize(pairs.map((p) => p.other - p.base)),
+  };
+}
+
 export function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
