@@ -9,6 +9,7 @@ import {
   type PiGeneration,
   ROOT,
   type SeedAccount,
+  type SeedBinding,
   type Sim,
   type SimStats,
   seedAccounts,
@@ -23,6 +24,7 @@ export {
   type PiRun,
   ROOT,
   runPi,
+  type SeedBinding,
   Sim,
   type SimAccountScript,
   type SimStats,
@@ -69,12 +71,14 @@ export function makeAgentDir(parent: string, name = "agent"): string {
 }
 
 /** Writes dispatch.json (through the e2e harness's writer) with these accounts of `sim`, with their
- * starting tokens, each labelled by its id; `extra` adds a state or stored usage. */
+ * starting tokens, each labelled by its id; `extra` adds a state or stored usage, `sessions` the
+ * accounts that served sessions. */
 export function seedSimAccounts(
   agentDir: string,
   sim: Sim,
   ids: string[],
   extra: (id: string, index: number) => Pick<SeedAccount, "state" | "usage"> = () => ({}),
+  sessions: SeedBinding[] = [],
 ): void {
   seedAccounts(
     agentDir,
@@ -84,6 +88,7 @@ export function seedSimAccounts(
       tokens: sim.startingTokens(accountId),
       ...extra(accountId, index),
     })),
+    sessions,
   );
 }
 

@@ -176,7 +176,7 @@ function machine(): string[] {
     `- RAM: ${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
     `- OS: ${os}, ${kernel}`,
     `- Node: ${process.versions.node} runs the harness, the workers and pi 1.x; pi 0.73 runs on Node ${nodeVersion("pi073")}`,
-    `- pi: ${piVersion("pi073")} (node_modules, Node ${nodeVersion("pi073")}) and ${piVersion("pi1")} (.tools, Node ${nodeVersion("pi1")}); pi-ai ${piAiVersion()} is the client of sections 1–4 and 6`,
+    `- pi: ${piVersion("pi073")} (node_modules, Node ${nodeVersion("pi073")}) and ${piVersion("pi1")} (.tools, Node ${nodeVersion("pi1")}); pi-ai ${piAiVersion()} is the client of sections 1–4, 6 and 7`,
     `- Rust: ${rustc}; addon and sim built in release mode by \`npm run prepare:e2e\``,
     `- Commit: ${commit}`,
   ];
