@@ -217,6 +217,9 @@ export interface SimRequest {
   receivedAtMs: number;
   /** The request body as JSON, after undoing its content encoding; null if it is not JSON. */
   bodyJson: unknown;
+  /** The body bytes exactly as received, and their `content-encoding`. */
+  rawBodyBase64: string;
+  contentEncoding: string | null;
   /** `inFlight`, `finished`, `clientDisconnected` or `cutBySim`. */
   outcome: string;
 }
@@ -231,6 +234,8 @@ export interface SimAccountCounts {
   tokenRefresh: number;
   tokenAuthorizationCode: number;
   behaviors: Record<string, number>;
+  /** 400s for another account's ciphertext in `input`. */
+  encryptedContentRefused: number;
 }
 
 export interface SimStats {
@@ -264,8 +269,21 @@ export interface SeedAccount {
   usage?: { observedAtMs: number; windows: SeedWindow[] };
 }
 
+/** A session and the account that served it last (src/domain/account.rs `SessionBinding`). */
+export interface SeedBinding {
+  session: string;
+  /** The account's `accountId`, as in its `SeedAccount`. */
+  accountId: string;
+  servedAtMs: number;
+}
+
 /** Writes dispatch.json (schema version 1) the way the native store would, atomically. */
-export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
+export function seedAccounts(agentDir: string, accounts: SeedAccount[], sessions: SeedBinding[] = []): void {
+  const localId = (accountId: string) => {
+    const index = accounts.findIndex((a) => a.accountId === accountId);
+    if (index < 0) throw new Error(`a session is bound to ${accountId}, which is not seeded`);
+    return `acc-test-${index}`;
+  };
   const file = {
     version: 1,
     accounts: accounts.map((account, index) => ({
@@ -283,6 +301,15 @@ export function seedAccounts(agentDir: string, accounts: SeedAccount[]): void {
       ...(account.usage ? { usage: account.usage } : {}),
       addedAtMs: Date.now(),
     })),
+    ...(sessions.length > 0
+      ? {
+          sessions: sessions.map(({ session, accountId, servedAtMs }) => ({
+            session,
+            accountId: localId(accountId),
+            servedAtMs,
+          })),
+        }
+      : {}),
   };
   const path = join(agentDir, "dispatch.json");
   const temp = `${path}.seed-${process.pid}`;

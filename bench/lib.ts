@@ -9,6 +9,7 @@ import {
   type PiGeneration,
   ROOT,
   type SeedAccount,
+  type SeedBinding,
   type Sim,
   type SimStats,
   seedAccounts,
@@ -23,6 +24,7 @@ export {
   type PiRun,
   ROOT,
   runPi,
+  type SeedBinding,
   Sim,
   type SimAccountScript,
   type SimStats,
@@ -43,11 +45,23 @@ export function totalRequests(stats: SimStats): { responses: number; usage: numb
   return sum;
 }
 
-export function makeDir(prefix: string): { dir: string; cleanup: () => void } {
+export function makeDir(prefix: string): { dir: string; cleanup: () => Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), `pi-dispatch-bench-${prefix}-`));
   // The proxy writes dispatch.json in the background (a temp file, then a rename), and it may still
-  // be at it when a scenario ends: retry until that write is done.
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10 }) };
+  // be at it when a scenario ends, putting a file back into a directory being removed: start over
+  // until its writes are done.
+  const cleanup = async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rmSync(dir, { recursive: true, force: true });
+        return;
+      } catch (error) {
+        if (attempt === 20) throw error;
+        await sleep(100);
+      }
+    }
+  };
+  return { dir, cleanup };
 }
 
 export function makeAgentDir(parent: string, name = "agent"): string {
@@ -57,12 +71,14 @@ export function makeAgentDir(parent: string, name = "agent"): string {
 }
 
 /** Writes dispatch.json (through the e2e harness's writer) with these accounts of `sim`, with their
- * starting tokens, each labelled by its id; `extra` adds a state or stored usage. */
+ * starting tokens, each labelled by its id; `extra` adds a state or stored usage, `sessions` the
+ * accounts that served sessions. */
 export function seedSimAccounts(
   agentDir: string,
   sim: Sim,
   ids: string[],
   extra: (id: string, index: number) => Pick<SeedAccount, "state" | "usage"> = () => ({}),
+  sessions: SeedBinding[] = [],
 ): void {
   seedAccounts(
     agentDir,
@@ -72,6 +88,7 @@ export function seedSimAccounts(
       tokens: sim.startingTokens(accountId),
       ...extra(accountId, index),
     })),
+    sessions,
   );
 }
 
@@ -135,6 +152,55 @@ export function summarize(values: number[]): Summary {
   const mid = Math.floor(sorted.length / 2);
   const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
   return { median, min: sorted[0], max: sorted[sorted.length - 1], n: sorted.length };
+}
+
+/** One figure of a pair of runs: the baseline's and the one compared with it. */
+export interface Pair {
+  base: number;
+  other: number;
+}
+
+/** What a timed run reports, ms. */
+export interface Timed {
+  ttftMs: number;
+  totalMs: number;
+}
+
+/** `pairs` pairs of runs of `base` and `other`, taking turns to go first so neither always runs on
+ * a warmer machine, after `warmup` pairs that are dropped; `before` and `after` run around each
+ * pair (untimed). Also the last run of `other` (none when `pairs` is 0: then nothing runs). */
+export async function interleaved<T extends Timed>(
+  runs: { pairs: number; warmup: number; before?: () => Promise<void>; after?: () => Promise<void> },
+  base: () => Promise<T>,
+  other: () => Promise<T>,
+): Promise<{ ttft: Pair[]; total: Pair[]; last?: T }> {
+  const ttft: Pair[] = [];
+  const total: Pair[] = [];
+  let last: T | undefined;
+  if (runs.pairs === 0) return { ttft, total };
+  for (let i = 0; i < runs.warmup + runs.pairs; i++) {
+    await runs.before?.();
+    const baseFirst = i % 2 === 0;
+    const first = await (baseFirst ? base : other)();
+    const second = await (baseFirst ? other : base)();
+    await runs.after?.();
+    const [b, o] = baseFirst ? [first, second] : [second, first];
+    last = o;
+    if (i >= runs.warmup) {
+      ttft.push({ base: b.ttftMs, other: o.ttftMs });
+      total.push({ base: b.totalMs, other: o.totalMs });
+    }
+  }
+  return { ttft, total, last };
+}
+
+/** Both sides of `pairs` summarized, and the difference within each pair (other − base). */
+export function comparePairs(pairs: Pair[]): { base: Summary; other: Summary; perPair: Summary } {
+  return {
+    base: summarize(pairs.map((p) => p.base)),
+    other: summarize(pairs.map((p) => p.other)),
+    perPair: summarize(pairs.map((p) => p.other - p.base)),
+  };
 }
 
 export function sum(values: number[]): number {

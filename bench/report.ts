@@ -28,6 +28,12 @@ export const ms = (value: number) => (Math.abs(value) >= 100 ? value.toFixed(0) 
 export const fmt = (s: Summary, unit = "ms", f = ms) => `${f(s.median)} ${unit} (${f(s.min)}–${f(s.max)}, n=${s.n})`;
 export const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 
+/** Table cells of a comparison: the base side, the other side, added (median − median), and per
+ * pair (other − base). */
+export function comparedCells(c: { base: Summary; other: Summary; perPair: Summary }): string[] {
+  return [fmt(c.base), fmt(c.other), `${ms(c.other.median - c.base.median)} ms`, fmt(c.perPair)];
+}
+
 export function table(head: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
@@ -170,7 +176,7 @@ function machine(): string[] {
     `- RAM: ${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
     `- OS: ${os}, ${kernel}`,
     `- Node: ${process.versions.node} runs the harness, the workers and pi 1.x; pi 0.73 runs on Node ${nodeVersion("pi073")}`,
-    `- pi: ${piVersion("pi073")} (node_modules, Node ${nodeVersion("pi073")}) and ${piVersion("pi1")} (.tools, Node ${nodeVersion("pi1")}); pi-ai ${piAiVersion()} is the client of sections 1–4 and 6`,
+    `- pi: ${piVersion("pi073")} (node_modules, Node ${nodeVersion("pi073")}) and ${piVersion("pi1")} (.tools, Node ${nodeVersion("pi1")}); pi-ai ${piAiVersion()} is the client of sections 1–4, 6 and 7`,
     `- Rust: ${rustc}; addon and sim built in release mode by \`npm run prepare:e2e\``,
     `- Commit: ${commit}`,
   ];

@@ -12,6 +12,8 @@ import type { Section } from "./report.ts";
 export interface SimScript {
   accounts: SimAccountScript[];
   latencyMs?: number;
+  /** How many requests the sim's log keeps, bodies included (the worker's default is 16). */
+  requestLogLimit?: number;
 }
 
 /** What a worker hands a scenario's `measure`: its own simulator and agent directory, and the

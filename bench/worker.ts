@@ -41,13 +41,13 @@ async function main(): Promise<void> {
   if (!worker) throw new Error(`scenario ${request.scenario} has no worker side`);
   const { dir, cleanup } = makeDir(request.scenario);
   const { accounts, ...more } = worker.sim(request.options);
-  // The request log keeps whole bodies; the benchmarks only read the counters.
+  // The request log keeps whole bodies; most scenarios only read the counters.
   const sim = await Sim.start(accounts, dir, { requestLogLimit: 16, ...more });
   try {
     reply({ kind: "result", result: await worker.measure(context(sim, makeAgentDir(dir)), request.options) });
   } finally {
     sim.stop();
-    cleanup();
+    await cleanup();
   }
 }
 

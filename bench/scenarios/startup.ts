@@ -198,7 +198,7 @@ async function measureGeneration(
   } finally {
     fast.stop();
     slow.stop();
-    cleanup();
+    await cleanup();
   }
 }
 

@@ -1,8 +1,17 @@
 // 1. Stream overhead: pi's client straight at the sim and through the proxy, interleaved pair by pair.
 
 import { requestOk } from "../client.ts";
-import { accountIds, BIG_BYTES, type Summary, seedSimAccounts, summarize } from "../lib.ts";
-import { fmt, ms, type Target, table } from "../report.ts";
+import {
+  accountIds,
+  BIG_BYTES,
+  comparePairs,
+  interleaved,
+  type Pair,
+  type Summary,
+  seedSimAccounts,
+  summarize,
+} from "../lib.ts";
+import { comparedCells, fmt, ms, type Target, table } from "../report.ts";
 import type { Scenario } from "../scenario.ts";
 
 interface Options {
@@ -16,11 +25,7 @@ interface Options {
   sizePairs: number;
 }
 
-interface Pair {
-  direct: number;
-  proxy: number;
-}
-
+/** Each pair: `base` straight at the sim, `other` through the proxy. */
 interface PhaseRuns {
   ttft: Pair[];
   total: Pair[];
@@ -46,22 +51,13 @@ export const scenario: Scenario<Options, Result> = {
       const { proxy } = await startProxy();
       const straight = direct(id);
       const phase = async (behavior: Record<string, unknown>, pairs: number, warmup: number): Promise<PhaseRuns> => {
-        const runs: PhaseRuns = { ttft: [], total: [], chars: 0 };
-        if (pairs === 0) return runs;
-        for (const each of ids) await sim.setBehaviors(each, [], behavior);
-        for (let i = 0; i < warmup + pairs; i++) {
-          // Alternate which side goes first, so neither always runs on a warmer machine.
-          const directFirst = i % 2 === 0;
-          const first = await requestOk(directFirst ? straight : proxy, newSession());
-          const second = await requestOk(directFirst ? proxy : straight, newSession());
-          const [d, p] = directFirst ? [first, second] : [second, first];
-          runs.chars = second.chars;
-          if (i >= warmup) {
-            runs.ttft.push({ direct: d.ttftMs, proxy: p.ttftMs });
-            runs.total.push({ direct: d.totalMs, proxy: p.totalMs });
-          }
-        }
-        return runs;
+        if (pairs > 0) for (const each of ids) await sim.setBehaviors(each, [], behavior);
+        const { ttft, total, last } = await interleaved(
+          { pairs, warmup },
+          () => requestOk(straight, newSession()),
+          () => requestOk(proxy, newSession()),
+        );
+        return { ttft, total, chars: last?.chars ?? 0 };
       };
       const deltas200 = await phase({ kind: "ok", text: "0123456789".repeat(200), deltas: 200 }, options.pairs, 5);
       const big = await phase({ kind: "big", bytes: options.bigBytes }, options.bigPairs, 2);
@@ -73,7 +69,7 @@ export const scenario: Scenario<Options, Result> = {
         for (let i = 0; i < 3 + options.sizePairs; i++) {
           const a = await requestOk(straight, newSession());
           const b = await requestOk(proxy, newSession());
-          if (i >= 3) pairs.push({ direct: a.ttftMs, proxy: b.ttftMs });
+          if (i >= 3) pairs.push({ base: a.ttftMs, other: b.ttftMs });
         }
         sizes[String(size)] = pairs;
       }
@@ -99,27 +95,15 @@ export const scenario: Scenario<Options, Result> = {
     });
     const targets: Target[] = [];
     const rows: string[][] = [];
-    const sides = (pairs: Pair[]) => ({
-      direct: summarize(pairs.map((p) => p.direct)),
-      proxy: summarize(pairs.map((p) => p.proxy)),
-      perPair: summarize(pairs.map((p) => p.proxy - p.direct)),
-    });
-    /** direct, through proxy, added (median − median), per pair (proxy − direct). */
-    const compared = (s: ReturnType<typeof sides>) => [
-      fmt(s.direct),
-      fmt(s.proxy),
-      `${ms(s.proxy.median - s.direct.median)} ms`,
-      fmt(s.perPair),
-    ];
     for (const [runs, label, throughput] of [
       [result.deltas200, "200 deltas (2 KB of text)", false],
       [pool50.deltas200, "200 deltas, 50 accounts in the pool", false],
       [result.big, "`big` 50 MB", true],
     ] as const) {
-      const ttft = sides(runs.ttft);
-      const total = sides(runs.total);
-      const ttftAdded = ttft.proxy.median - ttft.direct.median;
-      rows.push([label, "TTFT", ...compared(ttft)], [label, "total", ...compared(total)]);
+      const ttft = comparePairs(runs.ttft);
+      const total = comparePairs(runs.total);
+      const ttftAdded = ttft.other.median - ttft.base.median;
+      rows.push([label, "TTFT", ...comparedCells(ttft)], [label, "total", ...comparedCells(total)]);
       targets.push({
         what: `stream overhead, ${label}: TTFT added (difference of medians)`,
         target: "< 1 ms",
@@ -128,13 +112,13 @@ export const scenario: Scenario<Options, Result> = {
       });
       if (throughput) {
         const mbps = (totals: number[]): Summary => summarize(totals.map((t) => runs.chars / 1e6 / (t / 1000)));
-        const ratio = total.direct.median / total.proxy.median;
+        const ratio = total.base.median / total.other.median;
         const rate = (s: Summary) => fmt(s, "MB/s", (v) => v.toFixed(0));
         rows.push([
           label,
           "throughput (MB/s of text)",
-          rate(mbps(runs.total.map((p) => p.direct))),
-          rate(mbps(runs.total.map((p) => p.proxy))),
+          rate(mbps(runs.total.map((p) => p.base))),
+          rate(mbps(runs.total.map((p) => p.other))),
           `${(ratio * 100).toFixed(1)}% of direct`,
           "—",
         ]);
@@ -167,7 +151,7 @@ export const scenario: Scenario<Options, Result> = {
       "",
       table(
         ["delta size", "direct", "through proxy", "added (median − median)", "per pair (proxy − direct)"],
-        deltaSizes.map((size) => [`${size} B`, ...compared(sides(result.sizes[String(size)]))]),
+        deltaSizes.map((size) => [`${size} B`, ...comparedCells(comparePairs(result.sizes[String(size)]))]),
       ),
     ].join("\n");
     return { markdown, targets };
