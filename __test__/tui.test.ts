@@ -321,7 +321,8 @@ for (const generation of GENERATIONS) {
       const coloured = terminal.screen(true);
       const benchedRow = coloured.split("\n").find((line) => line.includes("acct-b") && line.includes("benched"));
       // pi styles a notice as a whole; the report's own tones start a colour right at the gauge.
-      assert.match(benchedRow ?? "", /\u001b\[[0-9;]*m▰/, `acct-b's gauge is coloured: ${JSON.stringify(benchedRow)}`);
+      const sgrThenBar = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m▰`);
+      assert.match(benchedRow ?? "", sgrThenBar, `acct-b's gauge is coloured: ${JSON.stringify(benchedRow)}`);
     });
   });
 }
