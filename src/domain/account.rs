@@ -3,15 +3,19 @@
 //! Pure: the accounts file's contents ([`AccountsFile`]) are changed here; reading and writing
 //! the file is `io::store`'s job.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::oauth::{Identity, Tokens};
 use crate::domain::text;
-use crate::domain::usage::{Observation, Usage};
+use crate::domain::usage::{MAIN_FAMILY, Observation, Usage};
 use crate::error::{Error, ErrorKind};
 
 /// Labels are typed as command arguments and shown in one line of status, so they stay short.
 pub const MAX_LABEL_CHARS: usize = 64;
+/// Models whose limit family is remembered at most; a pool sees a handful.
+const MAX_MODEL_FAMILIES: usize = 64;
 
 /// The contents of `dispatch.json`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -20,6 +24,27 @@ pub struct AccountsFile {
     pub version: u32,
     #[serde(default)]
     pub accounts: Vec<Account>,
+    #[serde(default, skip_serializing_if = "Settings::is_default")]
+    pub settings: Settings,
+    /// The limit family each model counted against, as replies said (`x-codex-active-limit`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_families: BTreeMap<String, String>,
+}
+
+/// What the user decided for the whole pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Requests that cost money may be sent: past 100% on an account whose credits pay, and on
+    /// plans that bill every request (`*_usage_based`), once no account has included quota left.
+    #[serde(default)]
+    pub spend_money: bool,
+}
+
+impl Settings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,8 +67,27 @@ pub struct Account {
     /// The last usage seen for this account, from the usage endpoint or response headers.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Usage limits the backend answered with, each for one limit family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<FamilyLimit>,
     #[serde(default)]
     pub added_at_ms: u64,
+}
+
+/// A usage limit the backend reported for one limit family: that family's models rest until
+/// `until_ms`, the account's other models do not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyLimit {
+    pub family: String,
+    pub until_ms: u64,
+    /// When the limit was reported; only a later view of the family can lift it.
+    pub since_ms: u64,
+    /// The family's highest use when the limit came, if known: a later view below it is news
+    /// (a reset, a banked reset redeemed), the same numbers again are not.
+    #[serde(default)]
+    pub used_percent: Option<f64>,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -67,7 +111,7 @@ impl AccountsFile {
     pub fn empty(version: u32) -> Self {
         Self {
             version,
-            accounts: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -85,6 +129,35 @@ impl AccountsFile {
     pub fn apply(&mut self, id: &str, change: impl FnOnce(&mut Account)) {
         if let Some(account) = self.accounts.iter_mut().find(|a| a.id == id) {
             change(account);
+        }
+    }
+
+    /// The limit family `model` counts against: what replies said, else a family whose display
+    /// name is the model's (the backend names a Spark model's limit "GPT-5.3-Codex-Spark"),
+    /// else the main one.
+    pub fn family_of(&self, model: Option<&str>) -> String {
+        let Some(model) = model else {
+            return MAIN_FAMILY.into();
+        };
+        if let Some(family) = self.model_families.get(model) {
+            return family.clone();
+        }
+        let plain = |name: &str| name.trim().to_ascii_lowercase().replace(' ', "-");
+        let model = plain(model);
+        self.accounts
+            .iter()
+            .filter_map(|a| a.usage.as_ref())
+            .flat_map(|u| &u.families)
+            .find(|f| f.name.as_deref().is_some_and(|name| plain(name) == model))
+            .map_or_else(|| MAIN_FAMILY.into(), |f| f.id.clone())
+    }
+
+    /// Remembers the family a reply said `model` counted against.
+    pub fn learn_family(&mut self, model: &str, family: &str) {
+        if self.model_families.len() < MAX_MODEL_FAMILIES || self.model_families.contains_key(model)
+        {
+            self.model_families
+                .insert(model.to_owned(), family.to_owned());
         }
     }
 
@@ -182,6 +255,7 @@ impl AccountsFile {
             tokens,
             state: AccountState::Usable,
             usage: None,
+            limits: Vec::new(),
             added_at_ms: now_ms,
         });
         Ok(LoginOutcome {
@@ -195,12 +269,40 @@ impl AccountsFile {
 }
 
 impl Account {
-    /// Records what was seen of its usage (and plan).
+    /// Records what was seen of its usage (and plan). A family limit that has run out is
+    /// dropped, and so is one the observation shows lifted: fresh news brings the family back
+    /// before its old reset.
     pub fn observe(&mut self, observation: &Observation) {
-        self.usage = Some(Usage::merge(self.usage.take(), observation.usage.clone()));
+        let seen = &observation.usage;
+        self.usage = Some(Usage::merge(
+            self.usage.take(),
+            seen.clone(),
+            observation.source,
+        ));
         if let Some(plan) = &observation.plan {
             self.plan = Some(plan.clone());
         }
+        let at = seen.observed_at_ms;
+        self.limits.retain(|limit| {
+            let lifted = at > limit.since_ms
+                && seen.shows_below(&limit.family, limit.used_percent.unwrap_or(100.0), at);
+            limit.until_ms > at && !lifted
+        });
+    }
+
+    /// Rests one family until the limit's reset; the reason shown is why the backend says the
+    /// limit was reached, when it said.
+    pub fn limit(&mut self, mut limit: FamilyLimit) {
+        if let Some(words) = self
+            .usage
+            .as_ref()
+            .and_then(|u| u.reached.as_deref())
+            .and_then(text::workspace_limit)
+        {
+            limit.reason = words.into();
+        }
+        self.limits.retain(|l| l.family != limit.family);
+        self.limits.push(limit);
     }
 
     /// Whether this account is the one `identity` logged in as. Several Team seats share one

@@ -8,9 +8,9 @@ use http::StatusCode;
 use http::header::{HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::domain::account::AccountState;
+use crate::domain::account::{AccountState, FamilyLimit};
 use crate::domain::text;
-use crate::domain::usage::{Observation, reset_time};
+use crate::domain::usage::{Observation, reset_time, windows};
 
 /// How long a usage-limited account rests when neither the body nor the headers say.
 pub const USAGE_LIMIT_FALLBACK_MS: u64 = 15 * 60 * 1000;
@@ -126,24 +126,40 @@ impl Failure {
         })
     }
 
-    /// The state the account takes after this failure, if it changes. `seen` is what the same
-    /// reply's headers said about usage: a usage limit without a reset time in its body rests
-    /// until the spent window resets.
-    pub fn account_state(&self, seen: Option<&Observation>, now_ms: u64) -> Option<AccountState> {
+    /// The limit a usage limit puts on one family of the account: the family the reply names
+    /// (`x-codex-active-limit`), else the one the request counted against (`family`). `seen` is
+    /// what the same reply's headers said about usage: a limit without a reset time in its
+    /// body rests until the family's spent window resets.
+    pub fn family_limit(
+        &self,
+        family: &str,
+        seen: Option<&Observation>,
+        now_ms: u64,
+    ) -> Option<FamilyLimit> {
+        let Self::UsageLimit { until_ms } = self else {
+            return None;
+        };
+        let family = seen
+            .and_then(|s| s.active_family.as_deref())
+            .unwrap_or(family);
+        let reported = seen.map(|s| s.usage.windows_of(family)).unwrap_or_default();
+        let until_ms = until_ms
+            .or_else(|| windows::spent_until(reported, now_ms))
+            .or_else(|| reported.iter().filter_map(|w| w.reset_ahead(now_ms)).min())
+            .unwrap_or(now_ms + USAGE_LIMIT_FALLBACK_MS);
+        Some(FamilyLimit {
+            family: family.to_owned(),
+            until_ms,
+            since_ms: now_ms,
+            used_percent: windows::most_used(reported, now_ms),
+            reason: text::BENCH_USAGE_LIMIT.into(),
+        })
+    }
+
+    /// The state the account takes after this failure, if it changes. A usage limit changes
+    /// no state: it rests one family ([`Failure::family_limit`]).
+    pub fn account_state(&self, now_ms: u64) -> Option<AccountState> {
         match self {
-            Self::UsageLimit { until_ms } => {
-                let until_ms = until_ms
-                    .or_else(|| seen.and_then(|s| s.usage.spent_until(now_ms)))
-                    .or_else(|| {
-                        let windows = &seen?.usage.windows;
-                        windows.iter().filter_map(|w| w.reset_ahead(now_ms)).min()
-                    })
-                    .unwrap_or(now_ms + USAGE_LIMIT_FALLBACK_MS);
-                Some(AccountState::Benched {
-                    until_ms,
-                    reason: text::BENCH_USAGE_LIMIT.into(),
-                })
-            }
             Self::Throttled { for_ms } => Some(AccountState::Benched {
                 until_ms: now_ms
                     + for_ms
@@ -154,7 +170,10 @@ impl Failure {
             Self::NotIncluded => Some(AccountState::Disabled {
                 reason: text::DISABLED_NO_CODEX.into(),
             }),
-            Self::Unauthorized | Self::LoggedOut { .. } | Self::Backend { .. } => None,
+            Self::UsageLimit { .. }
+            | Self::Unauthorized
+            | Self::LoggedOut { .. }
+            | Self::Backend { .. } => None,
         }
     }
 }
@@ -331,6 +350,35 @@ mod tests {
     }
 
     #[test]
+    fn a_usage_limit_rests_the_family_the_reply_names_until_its_spent_window_resets() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-codex-primary-used-percent", "20"),
+            ("x-codex-primary-reset-after-seconds", "60"),
+            ("x-codex-bengalfox-primary-used-percent", "100"),
+            ("x-codex-bengalfox-primary-window-minutes", "300"),
+            ("x-codex-bengalfox-primary-reset-after-seconds", "900"),
+            ("x-codex-active-limit", "codex_bengalfox"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let seen = crate::domain::usage::from_headers(&headers, NOW);
+        let body = json!({"error": {"type": "usage_limit_reached"}});
+        let failure = Failure::from_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            body.to_string().as_bytes(),
+            NOW,
+        )
+        .unwrap();
+        // The request was thought to be a main-model one; the reply knows better.
+        let limit = failure.family_limit("codex", seen.as_ref(), NOW).unwrap();
+        assert_eq!(limit.family, "codex_bengalfox");
+        assert_eq!(limit.until_ms, NOW + 900_000);
+        assert_eq!(limit.used_percent, Some(100.0));
+    }
+
+    #[test]
     fn waits_in_messages() {
         assert_eq!(try_again_in("Please try again in 5s."), Some(5000));
         assert_eq!(try_again_in("try again in 1.5 seconds"), Some(1500));
@@ -342,25 +390,30 @@ mod tests {
 
     #[test]
     fn bench_times() {
-        let fallback = Failure::UsageLimit { until_ms: None }.account_state(None, NOW);
+        let limit = Failure::UsageLimit { until_ms: None };
+        assert_eq!(limit.account_state(NOW), None, "a limit rests a family");
         assert_eq!(
-            fallback,
-            Some(AccountState::Benched {
+            limit.family_limit("codex", None, NOW),
+            Some(FamilyLimit {
+                family: "codex".into(),
                 until_ms: NOW + USAGE_LIMIT_FALLBACK_MS,
+                since_ms: NOW,
+                used_percent: None,
                 reason: text::BENCH_USAGE_LIMIT.into()
             })
         );
+        assert_eq!(Failure::NotIncluded.family_limit("codex", None, NOW), None);
         let throttled = Failure::Throttled {
             for_ms: Some(u64::MAX / 2),
         }
-        .account_state(None, NOW);
+        .account_state(NOW);
         assert!(
             matches!(throttled, Some(AccountState::Benched { until_ms, .. }) if until_ms == NOW + THROTTLE_MAX_MS)
         );
         assert!(matches!(
-            Failure::NotIncluded.account_state(None, NOW),
+            Failure::NotIncluded.account_state(NOW),
             Some(AccountState::Disabled { .. })
         ));
-        assert_eq!(Failure::backend("x").account_state(None, NOW), None);
+        assert_eq!(Failure::backend("x").account_state(NOW), None);
     }
 }

@@ -4,6 +4,9 @@
 //! Account changes (a bench, usage from reply headers) are known to this process at once and
 //! written to the shared file by one background writer, in order and batched, so the request
 //! path never waits for a disk flush and other pi processes still learn them shortly after.
+//!
+//! The parsed file is kept, with the identity of the file it came from, and read again only
+//! when the file on disk has another identity: a request pays a `stat`, not a parse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,33 +19,45 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::config;
-use crate::domain::account::{Account, AccountState, AccountsFile};
+use crate::domain::account::{Account, AccountState, AccountsFile, FamilyLimit};
 use crate::domain::failure::Failure;
-use crate::domain::select::{self, Moved, Reason, Sessions};
+use crate::domain::select::{self, Moved, Need, Reason, Sessions};
 use crate::domain::text;
 use crate::domain::usage::Observation;
 use crate::error::Error;
-use crate::io::store::Store;
+use crate::io::store::{FileIdentity, Loaded, Store};
 
-/// A change to one account, applied in memory first and then to the file.
+/// A change to one account (or, for what a model counts against, to the pool), applied in
+/// memory first and then to the file.
 #[derive(Clone, Debug)]
 pub enum Change {
     State(AccountState),
     Observed(Observation),
+    /// A usage limit on one of its limit families.
+    Limited(FamilyLimit),
+    /// A reply said which limit family a model counts against.
+    ModelFamily {
+        model: String,
+        family: String,
+    },
 }
 
 impl Change {
-    fn apply(&self, account: &mut Account) {
+    fn apply(&self, file: &mut AccountsFile, account_id: &str) {
         match self {
-            Self::State(state) => {
+            Self::State(state) => file.apply(account_id, |account| {
                 // A bench or a throttle never hides that the account must log in again.
                 if !matches!(account.state, AccountState::NeedsLogin { .. })
                     || matches!(state, AccountState::NeedsLogin { .. })
                 {
                     account.state = state.clone();
                 }
+            }),
+            Self::Observed(observation) => {
+                file.apply(account_id, |account| account.observe(observation));
             }
-            Self::Observed(observation) => account.observe(observation),
+            Self::Limited(limit) => file.apply(account_id, |account| account.limit(limit.clone())),
+            Self::ModelFamily { model, family } => file.learn_family(model, family),
         }
     }
 }
@@ -74,9 +89,13 @@ struct State {
     last_write_error: Option<String>,
 }
 
+/// The file as last read or written, and the identity of that file.
+type Parsed = Option<(FileIdentity, Arc<AccountsFile>)>;
+
 pub struct Pool {
     store: Store,
     state: Arc<Mutex<State>>,
+    parsed: Arc<Mutex<Parsed>>,
     writes: mpsc::UnboundedSender<u64>,
     queued: Mutex<Option<mpsc::UnboundedReceiver<u64>>>,
     writer_started: AtomicBool,
@@ -104,6 +123,7 @@ impl Pool {
                 notices: HashMap::new(),
                 last_write_error: None,
             })),
+            parsed: Arc::default(),
             writes,
             queued: Mutex::new(Some(queued)),
             writer_started: AtomicBool::new(false),
@@ -111,7 +131,7 @@ impl Pool {
     }
 
     /// The accounts file with this process's unwritten changes applied.
-    pub fn snapshot(&self) -> Result<AccountsFile, Error> {
+    pub fn snapshot(&self) -> Result<Arc<AccountsFile>, Error> {
         // Copy the pending changes before reading the file: a change written in between is
         // then applied twice, which is harmless, instead of not at all.
         let pending: Vec<(String, Change)> = self
@@ -121,11 +141,26 @@ impl Pool {
             .iter()
             .map(|p| (p.account_id.clone(), p.change.clone()))
             .collect();
-        let mut file = self.store.load()?;
-        for (id, change) in &pending {
-            file.apply(id, |account| change.apply(account));
+        let file = self.file()?;
+        if pending.is_empty() {
+            return Ok(file);
         }
-        Ok(file)
+        let mut file = AccountsFile::clone(&file);
+        for (id, change) in &pending {
+            change.apply(&mut file, id);
+        }
+        Ok(Arc::new(file))
+    }
+
+    /// The file as it is on disk: the kept one while the file's identity is unchanged.
+    fn file(&self) -> Result<Arc<AccountsFile>, Error> {
+        let on_disk = self.store.identity()?;
+        if let (Some(identity), Some((kept, file))) = (on_disk, &*self.parsed.lock())
+            && identity == *kept
+        {
+            return Ok(file.clone());
+        }
+        Ok(keep(&self.parsed, self.store.load_identified()?))
     }
 
     /// The account for a session's next request, and why; `excluded` are already tried.
@@ -133,13 +168,14 @@ impl Pool {
         &self,
         session: Option<&str>,
         accounts: &'a [Account],
+        need: &Need<'_>,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
     ) -> Option<(&'a Account, Reason)> {
         let state = &mut *self.state.lock();
         state
             .sessions
-            .choose(session, accounts, now_ms, excluded, &mut state.rng)
+            .choose(session, accounts, need, now_ms, excluded, &mut state.rng)
     }
 
     pub fn seat(&self, session: &str) -> Option<select::Seat> {
@@ -150,13 +186,15 @@ impl Pool {
         self.state.lock().sessions.pin(session, account_id);
     }
 
-    /// Records which account served the session; when that moved the session off another
-    /// account, the session is owed a notice.
+    /// Records which account served the session's request of `family`; when that moved the
+    /// session off another account, the session is owed a notice.
+    #[allow(clippy::too_many_arguments)]
     pub fn settle(
         &self,
         session: &str,
         served_by: &Account,
         reason: Reason,
+        family: &str,
         accounts: &[Account],
         failures: &[(String, Failure)],
         now_ms: u64,
@@ -183,7 +221,7 @@ impl Pool {
         };
         let from = accounts.iter().find(|a| a.id == from_id);
         let failed_here = failures.iter().find(|(id, _)| *id == from_id);
-        let availability = from.map(|a| select::availability(a, now_ms));
+        let availability = from.map(|a| select::availability(a, family, now_ms));
         let why = match (failed_here, &availability) {
             (Some((_, failure)), _) => text::report::failure(failure),
             (None, Some(a)) => text::report::availability(a),
@@ -229,16 +267,33 @@ impl Pool {
         self.start_writer();
     }
 
-    /// A failed attempt: the account's new state, if the failure changes it.
+    /// A failed attempt of a request of `family`: a limit on a family, or the account's new
+    /// state, if the failure changes either.
     pub fn record_failure(
         &self,
         account_id: &str,
         failure: &Failure,
+        family: &str,
         seen: Option<&Observation>,
         now_ms: u64,
     ) {
-        if let Some(state) = failure.account_state(seen, now_ms) {
+        if let Some(limit) = failure.family_limit(family, seen, now_ms) {
+            self.record(account_id, Change::Limited(limit));
+        } else if let Some(state) = failure.account_state(now_ms) {
             self.record(account_id, Change::State(state));
+        }
+    }
+
+    /// What a reply said about the family `model` counts against, when that is news.
+    pub fn learn_family(&self, file: &AccountsFile, model: &str, family: &str) {
+        if file.model_families.get(model).map(String::as_str) != Some(family) {
+            self.record(
+                "",
+                Change::ModelFamily {
+                    model: model.to_owned(),
+                    family: family.to_owned(),
+                },
+            );
         }
     }
 
@@ -276,6 +331,7 @@ impl Pool {
         let store = self.store.clone();
         // The writer must not keep the pool alive: it ends once the pool is gone.
         let state = Arc::downgrade(&self.state);
+        let parsed = Arc::downgrade(&self.parsed);
         tokio::spawn(async move {
             while let Some(first) = queued.recv().await {
                 let mut last = first;
@@ -295,9 +351,9 @@ impl Pool {
                 drop(shared);
                 let written = store
                     .off_thread(move |store| {
-                        store.update(|file| {
+                        store.update_identified(|file| {
                             for (id, change) in &batch {
-                                file.apply(id, |account| change.apply(account));
+                                change.apply(file, id);
                             }
                             Ok(())
                         })
@@ -306,6 +362,10 @@ impl Pool {
                 let Some(shared) = state.upgrade() else {
                     return;
                 };
+                // What was written is the file on disk now: the next read need not parse it.
+                if let (Ok((_, loaded)), Some(parsed)) = (&written, parsed.upgrade()) {
+                    keep(&parsed, loaded.clone());
+                }
                 let mut shared = shared.lock();
                 shared.pending.retain(|p| p.seq > last);
                 // Shown by the status command.
@@ -313,4 +373,11 @@ impl Pool {
             }
         });
     }
+}
+
+/// Keeps `loaded` as the parsed file of its identity, and returns it.
+fn keep(parsed: &Mutex<Parsed>, loaded: Loaded) -> Arc<AccountsFile> {
+    let file = Arc::new(loaded.file);
+    *parsed.lock() = loaded.identity.map(|identity| (identity, file.clone()));
+    file
 }

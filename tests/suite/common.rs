@@ -115,11 +115,11 @@ pub fn ordered_usage(i: usize) -> Usage {
     Usage {
         observed_at_ms: now,
         windows: vec![UsageWindow {
-            name: None,
             window_seconds: Some(7 * 24 * 3600),
             used_percent: 10.0,
             resets_at_ms: Some(now + (i as u64 + 1) * 3_600_000),
         }],
+        ..Usage::default()
     }
 }
 
@@ -141,6 +141,7 @@ pub fn account(id: &str) -> Account {
         },
         state: AccountState::Usable,
         usage: None,
+        limits: Vec::new(),
         added_at_ms: 0,
     }
 }
