@@ -209,6 +209,12 @@ impl Rig {
     }
 
     pub fn pi_request_in(&self, session: &str) -> reqwest::RequestBuilder {
+        self.pi_request_for(session, "gpt-test")
+    }
+
+    /// A request for `model`, named as the extension names it (the model header) and in the
+    /// body.
+    pub fn pi_request_for(&self, session: &str, model: &str) -> reqwest::RequestBuilder {
         client()
             .post(self.url())
             .bearer_auth(self.proxy.credential())
@@ -219,7 +225,8 @@ impl Rig {
             .header("originator", "pi")
             .header("session_id", session)
             .header("x-client-request-id", "request-456")
-            .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
+            .header("x-pi-dispatch-model", model)
+            .body(format!(r#"{{"model":"{model}","input":[],"stream":true}}"#))
     }
 
     /// Sends raw bytes, for requests no well-behaved client library would make.

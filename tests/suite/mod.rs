@@ -13,3 +13,4 @@ mod refresh;
 mod rotation;
 mod select;
 mod store;
+mod usage;

@@ -39,15 +39,16 @@ pub fn availability(availability: &Availability) -> String {
 /// Why an account was not asked, when no account could answer: its state, and whether money
 /// could have paid.
 pub fn standing(availability: &Availability, paid_by: Option<PaidBy>, spend_money: bool) -> String {
-    let state = match (availability, paid_by) {
-        (Availability::Ready, Some(PaidBy::UsageBasedPlan)) => {
-            "its usage-based plan bills every request".to_owned()
+    match (availability, paid_by) {
+        (Availability::Ready, Some(by)) => {
+            format!("its usage-based plan {}", paid_tag(by, spend_money))
         }
-        (other, _) => self::availability(other),
-    };
-    match paid_by {
-        Some(by) => format!("{state}; {}", paid_tag(by, spend_money)),
-        None => state,
+        (other, Some(by)) => format!(
+            "{}; {}",
+            self::availability(other),
+            paid_tag(by, spend_money)
+        ),
+        (other, None) => self::availability(other),
     }
 }
 
