@@ -46,6 +46,9 @@ export interface SimAccountScript {
   behaviors?: Record<string, unknown>[];
   /** How its usage endpoints answer: `{delayMs, whamStatus, ...}` (see sim/README.md). */
   usageEndpoint?: Record<string, unknown>;
+  /** Per-model limit families: `{id, limitName, models, usage}` (see sim/README.md). */
+  families?: Record<string, unknown>[];
+  credits?: Record<string, unknown>;
 }
 
 /** The simulated Codex backend and OAuth server (sim/), run as its own process; it exits when
@@ -228,6 +231,9 @@ export interface SimAccountCounts {
   tokenRefresh: number;
   tokenAuthorizationCode: number;
   behaviors: Record<string, number>;
+  /** Requests the limits refused with a 429, and requests past a spent window paid from credits. */
+  limitRefused: number;
+  creditServed: number;
 }
 
 export interface SimStats {
