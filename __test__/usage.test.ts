@@ -26,10 +26,17 @@ function plus(fiveHour: number, weekly: number, weekResetDays: number): Record<s
   };
 }
 
+/** Each usage call takes this long, so pi's first request comes while the fetch pi started at
+ * session start is still under way: the request must join it, not pick without it. */
+const USAGE_DELAY_MS = 1200;
+
 /** A simulator and an isolated pi home whose dispatch.json holds the accounts without usage. */
 async function start(accounts: SimAccountScript[]) {
   const home = makeHome();
-  const sim = await Sim.start(accounts, home.home);
+  const sim = await Sim.start(
+    accounts.map((account) => ({ ...account, usageEndpoint: { delayMs: USAGE_DELAY_MS } })),
+    home.home,
+  );
   seedAccounts(
     home.agentDir,
     accounts.map((account) => ({
