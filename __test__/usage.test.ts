@@ -158,6 +158,32 @@ for (const generation of GENERATIONS) {
       assert.match(shown, /\nPaid requests: off\./);
     });
 
+    test("/dispatch-settings spend on lets credits pay once every included quota is spent", async () => {
+      const target = await start([
+        { accountId: "acct-a", usage: plus(100, 50, 2), credits: { hasCredits: true, balance: 5 } },
+        { accountId: "acct-b", usage: plus(100, 60, 3) },
+      ]);
+      started.push(target);
+      const refused = await ask(target, models[0], "1");
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, /acct-a: usage limit reached; credits would pay, but paid requests are off/);
+      const settings = (args: string) =>
+        runPi(generation, ["-p", "--no-session", "-e", EXTENSION, `/dispatch-settings${args}`], {
+          ...target.home,
+          env: target.env("1"),
+        });
+      const shown = await settings("");
+      assert.match(shown.stdout + shown.stderr, /\n {2}spend off: credits and usage-based plans are never used\.\n/);
+      const set = await settings(" spend on");
+      assert.match(set.stdout + set.stderr, /^pi-dispatch: paid requests are on: /m);
+      const paid = await ask(target, models[0], "1");
+      assert.equal(paid.code, 0, paid.stderr);
+      assert.equal(paid.stdout.trim(), "hello from acct-a");
+      const stats = await target.sim.stats();
+      assert.equal(stats.accounts["acct-a"].creditServed, 1);
+      assert.equal(stats.accounts["acct-b"].responses, 0);
+    });
+
     test("no account token appears in anything pi printed", async () => {
       for (const target of started) await assertNoSecretPrinted(target.sim);
     });

@@ -258,10 +258,14 @@ pub fn spend_setting(spend_money: bool) -> String {
 
 /// `/dispatch-settings` without arguments.
 pub fn settings(settings: &Settings, path: &str) -> String {
+    let spend = if settings.spend_money {
+        "spend on: once every account's included quota is spent, accounts whose credits pay and \
+         usage-based plans serve, at your expense"
+    } else {
+        "spend off: credits and usage-based plans are never used"
+    };
     format!(
-        "pi-dispatch settings ({path}):\n  spend {}: {}\nChange with /dispatch-settings spend on|off.",
-        if settings.spend_money { "on" } else { "off" },
-        spend_setting(settings.spend_money)
+        "pi-dispatch settings ({path}):\n  {spend}.\nChange with /dispatch-settings spend on|off."
     )
 }
 
