@@ -6,7 +6,7 @@
 use super::common;
 use pi_dispatch::domain::account::FamilyLimit;
 use pi_dispatch::domain::select::{self, Availability, Cost, Need, Reason, Sessions};
-use pi_dispatch::domain::usage::{Credits, FamilyUsage, MAIN_FAMILY, WindowKind, windows};
+use pi_dispatch::domain::usage::{Credits, FamilyUsage, MAIN_FAMILY, WindowKind};
 use pi_dispatch::{Account, AccountState, Usage, UsageWindow};
 use proptest::prelude::*;
 use rand::SeedableRng as _;
@@ -516,21 +516,6 @@ fn a_paid_seat_is_kept_only_while_no_account_has_included_quota() {
         .choose(Some("s"), &pool, &paying, NOW, |_| false, &mut rng)
         .unwrap();
     assert_eq!(moved.id, "id-1");
-}
-
-#[test]
-fn the_binding_window_ignores_windows_whose_reset_has_passed() {
-    let passed = vec![
-        window(FIVE_HOURS_S, 30.0, 2),
-        UsageWindow {
-            resets_at_ms: Some(NOW - 1),
-            ..window(WEEK_S, 80.0, 0)
-        },
-    ];
-    assert_eq!(
-        windows::binding(&passed, NOW).unwrap().kind(),
-        WindowKind::FiveHour
-    );
 }
 
 #[test]

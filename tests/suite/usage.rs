@@ -15,9 +15,10 @@ use pi_dispatch::{Account, Timeouts, now_ms};
 const SPARK: &str = "codex_bengalfox";
 
 fn script(accounts: Vec<AccountScript>) -> Script {
-    let mut script = Script::default();
-    script.accounts = accounts;
-    script
+    Script {
+        accounts,
+        ..Script::default()
+    }
 }
 
 fn acct(id: &str, usage: Usage) -> AccountScript {
