@@ -41,9 +41,12 @@ export interface AccountView {
   label: string
   email?: string
   plan?: string
+  /** For the main family's models. */
   state: AccountState
   /** Why it cannot serve, for every state but `ready`. */
   reason?: string
+  /** Money could pay for a request it cannot serve from included quota. */
+  paidBy?: PaidByView
   /** When a benched or spent account comes back, unix milliseconds. */
   backAtMs?: number
   untouched: boolean
@@ -53,13 +56,15 @@ export interface AccountView {
   fiveHour?: WindowView
   weekly?: WindowView
   otherWindows: Array<WindowView>
+  families: Array<FamilyView>
+  credits?: CreditsView
   /** The usage shown is older than the freshness period. */
   stale: boolean
   /** Its windows in one line, for a choice dialog. */
   summary: string
 }
 
-export type ChoiceReason = 'pinned' | 'kept' | 'servedBefore' | 'untouched' | 'soonestWeeklyReset' | 'any'
+export type ChoiceReason = 'pinned' | 'kept' | 'servedBefore' | 'untouched' | 'soonestReset' | 'any' | 'usageUnknown' | 'paid'
 
 export interface ChoiceView {
   label: string
@@ -68,10 +73,28 @@ export interface ChoiceView {
   preview: boolean
 }
 
+export interface CreditsView {
+  hasCredits: boolean
+  unlimited: boolean
+  balance?: number
+}
+
 /** A sentence for the user, and the account it concerns. */
 export interface Done {
   label: string
   message: string
+}
+
+/** A per-model limit family of an account. */
+export interface FamilyView {
+  /** The limit id (`codex_bengalfox`). */
+  id: string
+  name: string
+  /** For this family's models. */
+  state: AccountState
+  reason?: string
+  backAtMs?: number
+  windows: Array<WindowView>
 }
 
 export type LoginMethod = 'browser' | 'device'
@@ -83,10 +106,15 @@ export interface NoticeView {
   message: string
 }
 
+/** What would pay for a main-model request past the included quota. */
+export type PaidByView = 'credits' | 'usageBasedPlan'
+
 export interface PoolView {
   path: string
   accounts: Array<AccountView>
   active?: ChoiceView
+  /** Requests that cost money are allowed (`/dispatch-settings spend on`). */
+  spendMoney: boolean
   /** The whole `/dispatch-status` report, as plain text. */
   report: string
   /** The same report in toned pieces, line by line, for a terminal with colours. */
@@ -111,8 +139,9 @@ export interface ProxyInfo {
 }
 
 /**
- * Fetches usage for accounts whose view is older than the freshness period, concurrently.
- * Returns how many accounts were fetched; failures show up as stale rows in the status.
+ * Fetches usage for accounts whose view is older than the freshness period, concurrently
+ * (joining a fetch under way). Returns how many accounts were fetched; failures show up as
+ * stale rows in the status.
  */
 export declare function refreshUsage(): Promise<number | Problem>
 
@@ -121,6 +150,19 @@ export declare function removeAccount(label: string): string | Problem
 
 /** Gives an account a new label; an unknown or taken label is a problem of kind `label`. */
 export declare function renameAccount(label: string, newLabel: string): string | Problem
+
+/** Allows (`true`) or stops requests that cost money; returns the sentence saying so. */
+export declare function setSpendMoney(on: boolean): Promise<string | Problem>
+
+/** The pool's settings, stored in the accounts file for every pi process. */
+export declare function settings(): Promise<SettingsView | Problem>
+
+export interface SettingsView {
+  /** Requests that cost money are allowed. */
+  spendMoney: boolean
+  /** The settings in words, for `/dispatch-settings`. */
+  report: string
+}
 
 export interface SpanView {
   text: string
@@ -138,6 +180,13 @@ export declare function startDeviceLogin(label?: string | undefined | null): Pro
 
 /** Starts the loopback proxy (once per process). Binds a local port; makes no network call. */
 export declare function startProxy(): Promise<ProxyInfo | Problem>
+
+/**
+ * Starts the same fetch and returns at once, holding nothing open: a print-mode pi exits when
+ * its answer is done, and its first request joins the fetch. Does nothing before the proxy
+ * started.
+ */
+export declare function startUsageRefresh(): void
 
 /**
  * The pool as the status command and the footer show it; never includes tokens. With
@@ -164,6 +213,7 @@ export interface UiText {
   describeLogin: string
   describeRemove: string
   describeRename: string
+  describeSettings: string
   describeBroken: string
   failed: string
   cannotStart: string
@@ -200,6 +250,10 @@ export interface UiText {
   renameKept: string
   noAccounts: string
   chooseUsage: string
+  settingsUsage: string
+  spendTitle: string
+  spendOn: string
+  spendOff: string
 }
 
 /**
@@ -208,10 +262,12 @@ export interface UiText {
  */
 export declare function useAccount(sessionId: string, label: string): Promise<Done | Problem>
 
+/** A window, by its length. */
+export type WindowLength = 'fiveHour' | 'weekly' | 'monthly' | 'other'
+
 export interface WindowView {
   usedPercent: number
   /** Unix milliseconds; absent when unknown or already past. */
   resetsAtMs?: number
-  /** For windows beyond the 5-hour and weekly ones. */
-  name?: string
+  length: WindowLength
 }

@@ -11,6 +11,8 @@ const PROVIDER = "dispatch";
 /** pi's built-in Codex catalog, mirrored under the `dispatch` provider. */
 const SOURCE_PROVIDER = "openai-codex";
 const CODEX_API = "openai-codex-responses";
+/** Names the model on each request, so the proxy knows its limit family (src/runtime/proxy/forward.rs). */
+const MODEL_HEADER = "x-pi-dispatch-model";
 
 /** What every command needs: the native core and the sentences it shows. */
 interface Core {
@@ -89,6 +91,7 @@ export function mirrorModel(model: Record<string, unknown>): Record<string, unkn
   for (const field of MIRRORED_FIELDS) {
     if (model[field] !== undefined) copy[field] = model[field];
   }
+  copy.headers = { ...(model.headers as Record<string, string> | undefined), [MODEL_HEADER]: String(model.id) };
   return copy;
 }
 
@@ -132,16 +135,49 @@ function registerPoolCommands(pi: ExtensionAPI, core: Core): void {
       updateFooter(ctx, native);
     },
   });
+
+  pi.registerCommand("dispatch-settings", {
+    description: text.describeSettings,
+    getArgumentCompletions: (prefix) => {
+      const items = ["spend on", "spend off"].filter((value) => value.startsWith(prefix));
+      return items.length > 0 ? items.map((value) => ({ value, label: value })) : null;
+    },
+    handler: async (args, ctx) => {
+      const given = words(args);
+      let on: boolean | undefined;
+      if (given.length === 2 && given[0] === "spend" && (given[1] === "on" || given[1] === "off")) {
+        on = given[1] === "on";
+      } else if (given.length > 0) {
+        show(ctx, text.settingsUsage, "error");
+        return;
+      }
+      if (on === undefined) {
+        const current = await native.settings();
+        if (isProblem(current)) return failed(ctx, core, current);
+        show(ctx, current.report, "info");
+        if (!ctx.hasUI) return;
+        const choice = await ctx.ui.select(text.spendTitle, [text.spendOff, text.spendOn]);
+        if (choice === undefined) return;
+        on = choice === text.spendOn;
+      }
+      const set = await native.setSpendMoney(on);
+      if (isProblem(set)) return failed(ctx, core, set);
+      show(ctx, set, "info");
+    },
+  });
 }
 
-/** Usage is fetched in the background at start; the footer and rotation notices follow each reply. */
+/** Usage is fetched in the background at start, in every mode, so the first request finds it
+ * known (it joins the fetch); the footer and rotation notices follow each reply. */
 function registerSessionUpkeep(pi: ExtensionAPI, core: Core): void {
   const { native } = core;
   pi.on("session_start", async (_event, ctx) => {
-    // Print and JSON mode (no UI) have no footer to show it in, and a pending fetch would keep a
-    // one-shot `pi -p` from exiting until it answered; replies still bring usage in their headers.
-    if (!ctx.hasUI) return;
     // Never awaited: nothing on pi's start-up path waits for the network.
+    if (!ctx.hasUI) {
+      // No footer to update, and a pending promise would keep a one-shot `pi -p` from exiting.
+      native.startUsageRefresh();
+      return;
+    }
     native.refreshUsage().then(
       () => updateFooter(ctx, native),
       () => {},

@@ -49,6 +49,9 @@ export interface SimAccountScript {
   behaviors?: Record<string, unknown>[];
   /** How its usage endpoints answer: `{delayMs, whamStatus, ...}` (see sim/README.md). */
   usageEndpoint?: Record<string, unknown>;
+  /** Per-model limit families: `{id, limitName, models, usage}` (see sim/README.md). */
+  families?: Record<string, unknown>[];
+  credits?: Record<string, unknown>;
 }
 
 /** The simulated Codex backend and OAuth server (sim/), run as its own process; it exits when
@@ -236,6 +239,9 @@ export interface SimAccountCounts {
   behaviors: Record<string, number>;
   /** 400s for another account's ciphertext in `input`. */
   encryptedContentRefused: number;
+  /** Requests the limits refused with a 429, and requests past a spent window paid from credits. */
+  limitRefused: number;
+  creditServed: number;
 }
 
 export interface SimStats {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { mirrorModel } from "../index.ts";
 
-test("a mirrored model keeps request-shaping fields and drops promptCache, provider and baseUrl", () => {
+test("a mirrored model keeps request-shaping fields, drops promptCache, provider and baseUrl, and names itself in a header", () => {
   const catalogEntry = {
     id: "gpt-test",
     name: "GPT Test",
@@ -22,9 +22,10 @@ test("a mirrored model keeps request-shaping fields and drops promptCache, provi
     compat: { supportsStore: false },
     promptCache: { retention: "24h" },
     type: "chat",
+    headers: { "x-catalog": "kept" },
   };
   const mirrored = mirrorModel(catalogEntry);
   const { provider, baseUrl, promptCache, ...kept } = catalogEntry;
-  assert.deepEqual(mirrored, kept);
+  assert.deepEqual(mirrored, { ...kept, headers: { "x-catalog": "kept", "x-pi-dispatch-model": "gpt-test" } });
   assert.ok(provider && baseUrl && promptCache);
 });

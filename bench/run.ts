@@ -16,7 +16,7 @@ import { type Section, writeReport } from "./report.ts";
 import { loadScenario, log, runWorker } from "./scenario.ts";
 
 /** In the report's order. */
-const SCENARIOS = ["stream", "rotation", "exhausted", "status", "startup", "memory", "rewrite"];
+const SCENARIOS = ["stream", "rotation", "exhausted", "status", "startup", "memory", "rewrite", "first-pick"];
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");

@@ -44,6 +44,7 @@ pub fn usage(data: &[u8]) {
     {
         let _ = seen.usage.is_fresh(NOW);
         let _ = seen.usage.spent_until(NOW);
+        let _ = seen.usage.shows_below("codex_bengalfox", 100.0, NOW);
     }
     let mut headers = HeaderMap::new();
     for line in data.split(|&b| b == b'\n') {
@@ -61,6 +62,10 @@ pub fn usage(data: &[u8]) {
             b"sa" => b"x-codex-secondary-reset-after-seconds",
             b"sw" => b"x-codex-secondary-window-minutes",
             b"t" => b"x-codex-plan-type",
+            b"a" => b"x-codex-active-limit",
+            b"f" => b"x-codex-bengalfox-primary-used-percent",
+            b"fw" => b"x-codex-bengalfox-primary-window-minutes",
+            b"c" => b"x-codex-credits-balance",
             other => other,
         };
         if let (Ok(name), Ok(value)) =
@@ -71,6 +76,12 @@ pub fn usage(data: &[u8]) {
     }
     if let Some(seen) = pi_dispatch::domain::usage::from_headers(&headers, NOW) {
         let _ = seen.usage.spent_until(NOW);
+        let merged = pi_dispatch::domain::usage::Usage::merge(
+            Some(seen.usage.clone()),
+            seen.usage.clone(),
+            seen.source,
+        );
+        let _ = merged.windows_of("codex_bengalfox");
     }
 }
 
@@ -121,7 +132,8 @@ pub fn failure(data: &[u8]) {
         event.and_then(|event| Failure::from_event(&event, NOW)),
     ];
     for failure in failures.into_iter().flatten() {
-        let _ = failure.account_change(None, NOW);
+        let _ = failure.account_change(NOW);
+        let _ = failure.family_limit("codex", None, NOW);
         let _ = pi_dispatch::domain::text::report::failure(&failure);
         let _ = failure.action();
     }

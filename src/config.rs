@@ -53,14 +53,10 @@ impl Endpoints {
         join(&self.backend, "codex/responses")
     }
 
-    /// `GET`: an account's usage windows.
+    /// `GET`: an account's usage windows. Codex CLI uses this path for `/backend-api` bases; a
+    /// 403 on it is the CDN's verdict on the caller, which another path does not change.
     pub fn usage_url(&self) -> Url {
         join(&self.backend, "wham/usage")
-    }
-
-    /// The older usage path, tried when `/wham/usage` fails.
-    pub fn codex_usage_url(&self) -> Url {
-        join(&self.backend, "codex/usage")
     }
 
     /// `POST`: code exchanges and refreshes.

@@ -138,12 +138,25 @@ pub fn account_labels() -> Either<Vec<String>, Problem> {
     }))
 }
 
-/// Fetches usage for accounts whose view is older than the freshness period, concurrently.
-/// Returns how many accounts were fetched; failures show up as stale rows in the status.
+/// Fetches usage for accounts whose view is older than the freshness period, concurrently
+/// (joining a fetch under way). Returns how many accounts were fetched; failures show up as
+/// stale rows in the status.
 #[napi]
 pub async fn refresh_usage() -> Either<u32, Problem> {
     let fetched = async { core().await?.ctx.usage.refresh_stale().await }.await;
     outcome(fetched.map(|f| f.len() as u32))
+}
+
+/// Starts the same fetch and returns at once, holding nothing open: a print-mode pi exits when
+/// its answer is done, and its first request joins the fetch. Does nothing before the proxy
+/// started.
+#[napi]
+pub fn start_usage_refresh() {
+    if let Some(core) = CORE.get() {
+        napi::bindgen_prelude::spawn(async move {
+            let _ = core.ctx.usage.refresh_stale().await;
+        });
+    }
 }
 
 /// A sentence for the user, and the account it concerns.

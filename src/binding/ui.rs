@@ -12,6 +12,7 @@ pub struct UiText {
     pub describe_login: String,
     pub describe_remove: String,
     pub describe_rename: String,
+    pub describe_settings: String,
     pub describe_broken: String,
     pub failed: String,
     pub cannot_start: String,
@@ -48,6 +49,10 @@ pub struct UiText {
     pub rename_kept: String,
     pub no_accounts: String,
     pub choose_usage: String,
+    pub settings_usage: String,
+    pub spend_title: String,
+    pub spend_on: String,
+    pub spend_off: String,
 }
 
 impl From<&text::ui::Ui> for UiText {
@@ -58,6 +63,7 @@ impl From<&text::ui::Ui> for UiText {
             describe_login: ui.describe_login.to_owned(),
             describe_remove: ui.describe_remove.to_owned(),
             describe_rename: ui.describe_rename.to_owned(),
+            describe_settings: ui.describe_settings.to_owned(),
             describe_broken: ui.describe_broken.to_owned(),
             failed: ui.failed.to_owned(),
             cannot_start: ui.cannot_start.to_owned(),
@@ -94,6 +100,10 @@ impl From<&text::ui::Ui> for UiText {
             rename_kept: ui.rename_kept.to_owned(),
             no_accounts: ui.no_accounts.to_owned(),
             choose_usage: ui.choose_usage.to_owned(),
+            settings_usage: ui.settings_usage.to_owned(),
+            spend_title: ui.spend_title.to_owned(),
+            spend_on: ui.spend_on.to_owned(),
+            spend_off: ui.spend_off.to_owned(),
         }
     }
 }

@@ -5,10 +5,11 @@ use napi::Either;
 use napi_derive::napi;
 
 use super::{Problem, core, outcome, tz};
-use crate::domain::select::{Availability, Reason};
-use crate::domain::status::{AccountStatus, Choice, PoolStatus, WindowStatus};
+use crate::domain::select::{Availability, PaidBy, Reason};
+use crate::domain::status::{AccountStatus, Choice, FamilyStatus, PoolStatus, WindowStatus};
 use crate::domain::text;
 use crate::domain::text::report;
+use crate::domain::usage::{Credits, WindowKind};
 use crate::io::clock::now_ms;
 use crate::runtime::commands;
 
@@ -24,13 +25,22 @@ pub enum AccountState {
     Disabled,
 }
 
+/// A window, by its length.
+#[napi(string_enum = "camelCase")]
+pub enum WindowLength {
+    FiveHour,
+    Weekly,
+    /// 30 days or a calendar month.
+    Monthly,
+    Other,
+}
+
 #[napi(object)]
 pub struct WindowView {
     pub used_percent: f64,
     /// Unix milliseconds; absent when unknown or already past.
     pub resets_at_ms: Option<f64>,
-    /// For windows beyond the 5-hour and weekly ones.
-    pub name: Option<String>,
+    pub length: WindowLength,
 }
 
 impl From<&WindowStatus> for WindowView {
@@ -38,9 +48,95 @@ impl From<&WindowStatus> for WindowView {
         Self {
             used_percent: w.used_percent,
             resets_at_ms: w.resets_at_ms.map(|t| t as f64),
-            name: w.name.clone(),
+            length: match w.kind {
+                WindowKind::FiveHour => WindowLength::FiveHour,
+                WindowKind::Weekly => WindowLength::Weekly,
+                WindowKind::Monthly => WindowLength::Monthly,
+                WindowKind::Other => WindowLength::Other,
+            },
         }
     }
+}
+
+/// A state, with why and until when, as the views carry it.
+struct StateView {
+    state: AccountState,
+    reason: Option<String>,
+    back_at_ms: Option<f64>,
+}
+
+impl From<&Availability> for StateView {
+    fn from(availability: &Availability) -> Self {
+        let state = match availability {
+            Availability::Ready => AccountState::Ready,
+            Availability::Benched { .. } => AccountState::Benched,
+            Availability::Spent { .. } => AccountState::Spent,
+            Availability::NeedsLogin { .. } => AccountState::NeedsLogin,
+            Availability::NeedsAttention(_) => AccountState::NeedsAttention,
+            Availability::Disabled { .. } => AccountState::Disabled,
+        };
+        Self {
+            reason: (*availability != Availability::Ready)
+                .then(|| text::report::availability(availability)),
+            back_at_ms: availability.back_at().map(|t| t as f64),
+            state,
+        }
+    }
+}
+
+/// A per-model limit family of an account.
+#[napi(object)]
+pub struct FamilyView {
+    /// The limit id (`codex_bengalfox`).
+    pub id: String,
+    pub name: String,
+    /// For this family's models.
+    pub state: AccountState,
+    pub reason: Option<String>,
+    pub back_at_ms: Option<f64>,
+    pub windows: Vec<WindowView>,
+}
+
+impl From<&FamilyStatus> for FamilyView {
+    fn from(f: &FamilyStatus) -> Self {
+        let StateView {
+            state,
+            reason,
+            back_at_ms,
+        } = StateView::from(&f.availability);
+        Self {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            state,
+            reason,
+            back_at_ms,
+            windows: f.windows.iter().map(WindowView::from).collect(),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct CreditsView {
+    pub has_credits: bool,
+    pub unlimited: bool,
+    pub balance: Option<f64>,
+}
+
+impl From<&Credits> for CreditsView {
+    fn from(c: &Credits) -> Self {
+        Self {
+            has_credits: c.has_credits,
+            unlimited: c.unlimited,
+            balance: c.balance,
+        }
+    }
+}
+
+/// What would pay for a main-model request past the included quota.
+#[napi(string_enum = "camelCase")]
+pub enum PaidByView {
+    Credits,
+    UsageBasedPlan,
 }
 
 #[napi(object)]
@@ -49,9 +145,12 @@ pub struct AccountView {
     pub label: String,
     pub email: Option<String>,
     pub plan: Option<String>,
+    /// For the main family's models.
     pub state: AccountState,
     /// Why it cannot serve, for every state but `ready`.
     pub reason: Option<String>,
+    /// Money could pay for a request it cannot serve from included quota.
+    pub paid_by: Option<PaidByView>,
     /// When a benched or spent account comes back, unix milliseconds.
     pub back_at_ms: Option<f64>,
     pub untouched: bool,
@@ -61,6 +160,8 @@ pub struct AccountView {
     pub five_hour: Option<WindowView>,
     pub weekly: Option<WindowView>,
     pub other_windows: Vec<WindowView>,
+    pub families: Vec<FamilyView>,
+    pub credits: Option<CreditsView>,
     /// The usage shown is older than the freshness period.
     pub stale: bool,
     /// Its windows in one line, for a choice dialog.
@@ -69,28 +170,31 @@ pub struct AccountView {
 
 impl From<&AccountStatus> for AccountView {
     fn from(a: &AccountStatus) -> Self {
-        let (state, reason) = match &a.availability {
-            Availability::Ready => (AccountState::Ready, None),
-            Availability::Benched { .. } => (AccountState::Benched, Some(())),
-            Availability::Spent { .. } => (AccountState::Spent, Some(())),
-            Availability::NeedsLogin { .. } => (AccountState::NeedsLogin, Some(())),
-            Availability::NeedsAttention(_) => (AccountState::NeedsAttention, Some(())),
-            Availability::Disabled { .. } => (AccountState::Disabled, Some(())),
-        };
+        let StateView {
+            state,
+            reason,
+            back_at_ms,
+        } = StateView::from(&a.availability);
         Self {
             id: a.id.clone(),
             label: a.label.clone(),
             email: a.email.clone(),
             plan: a.plan.clone(),
             state,
-            reason: reason.map(|()| text::report::availability(&a.availability)),
-            back_at_ms: a.availability.back_at().map(|t| t as f64),
+            reason,
+            paid_by: a.paid_by.map(|by| match by {
+                PaidBy::Credits => PaidByView::Credits,
+                PaidBy::UsageBasedPlan => PaidByView::UsageBasedPlan,
+            }),
+            back_at_ms,
             untouched: a.untouched,
             active: a.active,
             pinned: a.pinned,
             five_hour: a.five_hour.as_ref().map(WindowView::from),
             weekly: a.weekly.as_ref().map(WindowView::from),
             other_windows: a.other_windows.iter().map(WindowView::from).collect(),
+            families: a.families.iter().map(FamilyView::from).collect(),
+            credits: a.credits.as_ref().map(CreditsView::from),
             stale: a.stale,
             summary: text::report::windows(a, now_ms(), &tz()),
         }
@@ -103,8 +207,13 @@ pub enum ChoiceReason {
     Kept,
     ServedBefore,
     Untouched,
-    SoonestWeeklyReset,
+    /// Its longest window with a reset ahead resets first.
+    SoonestReset,
     Any,
+    /// No account's usage could be learned.
+    UsageUnknown,
+    /// Every included quota is spent; paid requests are on.
+    Paid,
 }
 
 #[napi(object)]
@@ -124,8 +233,10 @@ impl From<&Choice> for ChoiceView {
                 Reason::Kept => ChoiceReason::Kept,
                 Reason::ServedBefore => ChoiceReason::ServedBefore,
                 Reason::Untouched => ChoiceReason::Untouched,
-                Reason::SoonestWeeklyReset { .. } => ChoiceReason::SoonestWeeklyReset,
+                Reason::SoonestReset { .. } => ChoiceReason::SoonestReset,
                 Reason::Any { .. } => ChoiceReason::Any,
+                Reason::UsageUnknown { .. } => ChoiceReason::UsageUnknown,
+                Reason::Paid { .. } => ChoiceReason::Paid,
             },
             preview: c.preview,
         }
@@ -172,6 +283,8 @@ pub struct PoolView {
     pub path: String,
     pub accounts: Vec<AccountView>,
     pub active: Option<ChoiceView>,
+    /// Requests that cost money are allowed (`/dispatch-settings spend on`).
+    pub spend_money: bool,
     /// The whole `/dispatch-status` report, as plain text.
     pub report: String,
     /// The same report in toned pieces, line by line, for a terminal with colours.
@@ -194,6 +307,7 @@ impl From<PoolStatus> for PoolView {
             path: pool.path.clone(),
             accounts: pool.accounts.iter().map(AccountView::from).collect(),
             active: pool.active.as_ref().map(ChoiceView::from),
+            spend_money: pool.settings.spend_money,
         }
     }
 }
@@ -207,4 +321,29 @@ pub async fn status(session_id: Option<String>, refresh: bool) -> Either<PoolVie
         commands::status(&core.ctx, session_id.as_deref(), refresh).await
     };
     outcome(pool.await)
+}
+
+#[napi(object)]
+pub struct SettingsView {
+    /// Requests that cost money are allowed.
+    pub spend_money: bool,
+    /// The settings in words, for `/dispatch-settings`.
+    pub report: String,
+}
+
+/// The pool's settings, stored in the accounts file for every pi process.
+#[napi]
+pub async fn settings() -> Either<SettingsView, Problem> {
+    let settings = async { commands::settings(&core().await?.ctx) };
+    outcome(settings.await.map(|(settings, path)| SettingsView {
+        spend_money: settings.spend_money,
+        report: text::report::settings(&settings, &path),
+    }))
+}
+
+/// Allows (`true`) or stops requests that cost money; returns the sentence saying so.
+#[napi]
+pub async fn set_spend_money(on: bool) -> Either<String, Problem> {
+    let set = async { commands::set_spend_money(&core().await?.ctx, on) };
+    outcome(set.await.map(|()| text::spend_set(on)))
 }

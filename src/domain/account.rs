@@ -3,15 +3,19 @@
 //! Pure: the accounts file's contents ([`AccountsFile`]) are changed here; reading and writing
 //! the file is `io::store`'s job.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::oauth::{Identity, Tokens};
 use crate::domain::text;
-use crate::domain::usage::{Observation, Usage};
+use crate::domain::usage::{MAIN_FAMILY, Observation, Usage};
 use crate::error::{Error, ErrorKind};
 
 /// Labels are typed as command arguments and shown in one line of status, so they stay short.
 pub const MAX_LABEL_CHARS: usize = 64;
+/// Models whose limit family is remembered at most; a pool sees a handful.
+const MAX_MODEL_FAMILIES: usize = 64;
 
 /// Session bindings kept at most: the most recently served sessions.
 pub const MAX_BINDINGS: usize = 256;
@@ -30,6 +34,27 @@ pub struct AccountsFile {
     /// there: only that account can read the session's reasoning, and its prompt cache is warm.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sessions: Vec<SessionBinding>,
+    #[serde(default, skip_serializing_if = "Settings::is_default")]
+    pub settings: Settings,
+    /// The limit family each model counted against, as replies said (`x-codex-active-limit`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_families: BTreeMap<String, String>,
+}
+
+/// What the user decided for the whole pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Requests that cost money may be sent: past 100% on an account whose credits pay, and on
+    /// plans that bill every request (`*_usage_based`), once no account has included quota left.
+    #[serde(default)]
+    pub spend_money: bool,
+}
+
+impl Settings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A session and the account that served its last reply.
@@ -74,8 +99,27 @@ pub struct Account {
     /// an older pi-dispatch (which ignores it) and a login or a good usage fetch clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<Attention>,
+    /// Usage limits the backend answered with, each for one limit family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<FamilyLimit>,
     #[serde(default)]
     pub added_at_ms: u64,
+}
+
+/// A usage limit the backend reported for one limit family: that family's models rest until
+/// `until_ms`, the account's other models do not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyLimit {
+    pub family: String,
+    pub until_ms: u64,
+    /// When the limit was reported; only a later view of the family can lift it.
+    pub since_ms: u64,
+    /// The family's highest use when the limit came, if known: a later view below it is news
+    /// (a reset, a banked reset redeemed), the same numbers again are not.
+    #[serde(default)]
+    pub used_percent: Option<f64>,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -132,7 +176,15 @@ pub enum Change {
     State(AccountState),
     Observed(Observation),
     Attention(Option<Attention>),
-    /// The account served this session's reply; `foreign` are the fingerprints it cannot read.
+    /// A usage limit on one of its limit families.
+    Limited(FamilyLimit),
+    /// A reply said which limit family a model counts against (a change to the pool).
+    ModelFamily {
+        model: String,
+        family: String,
+    },
+    /// The account served this session's reply; `foreign` are the fingerprints it cannot read
+    /// (a change to the pool).
     Served {
         session: String,
         at_ms: u64,
@@ -153,8 +205,9 @@ impl Change {
             }
             Self::Observed(observation) => account.observe(observation),
             Self::Attention(attention) => account.attention.clone_from(attention),
-            // A change to the file, not the account (see `AccountsFile::apply_change`).
-            Self::Served { .. } => {}
+            Self::Limited(limit) => account.limit(limit.clone()),
+            // Changes to the file, not the account (see `AccountsFile::apply_change`).
+            Self::ModelFamily { .. } | Self::Served { .. } => {}
         }
     }
 }
@@ -192,6 +245,7 @@ impl AccountsFile {
                 at_ms,
                 foreign,
             } => self.bind(session, account_id, *at_ms, foreign),
+            Change::ModelFamily { model, family } => self.learn_family(model, family),
             change => self.apply(account_id, |account| change.apply(account)),
         }
     }
@@ -223,6 +277,35 @@ impl AccountsFile {
             self.sessions
                 .sort_by_key(|b| std::cmp::Reverse(b.served_at_ms));
             self.sessions.truncate(MAX_BINDINGS);
+        }
+    }
+
+    /// The limit family `model` counts against: what replies said, else a family whose display
+    /// name is the model's (the backend names a Spark model's limit "GPT-5.3-Codex-Spark"),
+    /// else the main one.
+    pub fn family_of(&self, model: Option<&str>) -> String {
+        let Some(model) = model else {
+            return MAIN_FAMILY.into();
+        };
+        if let Some(family) = self.model_families.get(model) {
+            return family.clone();
+        }
+        let plain = |name: &str| name.trim().to_ascii_lowercase().replace(' ', "-");
+        let model = plain(model);
+        self.accounts
+            .iter()
+            .filter_map(|a| a.usage.as_ref())
+            .flat_map(|u| &u.families)
+            .find(|f| f.name.as_deref().is_some_and(|name| plain(name) == model))
+            .map_or_else(|| MAIN_FAMILY.into(), |f| f.id.clone())
+    }
+
+    /// Remembers the family a reply said `model` counted against.
+    pub fn learn_family(&mut self, model: &str, family: &str) {
+        if self.model_families.len() < MAX_MODEL_FAMILIES || self.model_families.contains_key(model)
+        {
+            self.model_families
+                .insert(model.to_owned(), family.to_owned());
         }
     }
 
@@ -322,6 +405,7 @@ impl AccountsFile {
             state: AccountState::Usable,
             usage: None,
             attention: None,
+            limits: Vec::new(),
             added_at_ms: now_ms,
         });
         Ok(LoginOutcome {
@@ -335,12 +419,40 @@ impl AccountsFile {
 }
 
 impl Account {
-    /// Records what was seen of its usage (and plan).
+    /// Records what was seen of its usage (and plan). A family limit that has run out is
+    /// dropped, and so is one the observation shows lifted: fresh news brings the family back
+    /// before its old reset.
     pub fn observe(&mut self, observation: &Observation) {
-        self.usage = Some(Usage::merge(self.usage.take(), observation.usage.clone()));
+        let seen = &observation.usage;
+        self.usage = Some(Usage::merge(
+            self.usage.take(),
+            seen.clone(),
+            observation.source,
+        ));
         if let Some(plan) = &observation.plan {
             self.plan = Some(plan.clone());
         }
+        let at = seen.observed_at_ms;
+        self.limits.retain(|limit| {
+            let lifted = at > limit.since_ms
+                && seen.shows_below(&limit.family, limit.used_percent.unwrap_or(100.0), at);
+            limit.until_ms > at && !lifted
+        });
+    }
+
+    /// Rests one family until the limit's reset; the reason shown is why the backend says the
+    /// limit was reached, when it said.
+    pub fn limit(&mut self, mut limit: FamilyLimit) {
+        if let Some(words) = self
+            .usage
+            .as_ref()
+            .and_then(|u| u.reached.as_deref())
+            .and_then(text::workspace_limit)
+        {
+            limit.reason = words.into();
+        }
+        self.limits.retain(|l| l.family != limit.family);
+        self.limits.push(limit);
     }
 
     /// Whether this account is the one `identity` logged in as. Several Team seats share one
@@ -408,6 +520,139 @@ fn unknown_label(label: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::usage::{FamilyUsage, Source, UsageWindow};
+
+    const NOW: u64 = 1_770_000_000_000;
+
+    fn account() -> Account {
+        Account {
+            id: "id".into(),
+            label: "a".into(),
+            chatgpt_account_id: "acct".into(),
+            chatgpt_user_id: None,
+            email: None,
+            plan: None,
+            tokens: Tokens {
+                access_token: String::new(),
+                refresh_token: String::new(),
+                id_token: None,
+                expires_at_ms: 0,
+            },
+            state: AccountState::Usable,
+            usage: None,
+            attention: None,
+            limits: Vec::new(),
+            added_at_ms: 0,
+        }
+    }
+
+    fn limit(family: &str, used_percent: Option<f64>) -> FamilyLimit {
+        FamilyLimit {
+            family: family.into(),
+            until_ms: NOW + 3_600_000,
+            since_ms: NOW,
+            used_percent,
+            reason: text::BENCH_USAGE_LIMIT.into(),
+        }
+    }
+
+    fn seen(at: u64, main: f64, spark: Option<f64>, source: Source) -> Observation {
+        let window = |used| UsageWindow {
+            window_seconds: Some(604_800),
+            used_percent: used,
+            resets_at_ms: Some(NOW + 86_400_000),
+        };
+        Observation {
+            usage: Usage {
+                observed_at_ms: at,
+                windows: vec![window(main)],
+                families: spark
+                    .map(|used| FamilyUsage {
+                        id: "spark".into(),
+                        name: None,
+                        windows: vec![window(used)],
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Usage::default()
+            },
+            plan: None,
+            active_family: None,
+            source,
+        }
+    }
+
+    #[test]
+    fn only_newer_lower_numbers_lift_a_family_limit() {
+        let mut a = account();
+        a.limit(limit(MAIN_FAMILY, Some(60.0)));
+        a.limit(limit("spark", None));
+        // Not newer than the limit: no news.
+        a.observe(&seen(NOW, 0.0, Some(0.0), Source::Headers));
+        assert_eq!(a.limits.len(), 2);
+        // The numbers the limit came with, again: no news; Spark not reported: no news.
+        a.observe(&seen(NOW + 1, 60.0, None, Source::Headers));
+        assert_eq!(a.limits.len(), 2);
+        // Lower than when the limit came (a reset, a banked reset redeemed): lifted.
+        a.observe(&seen(NOW + 2, 59.0, Some(100.0), Source::Endpoint));
+        assert_eq!(a.limits, vec![limit("spark", None)]);
+        a.observe(&seen(NOW + 3, 59.0, Some(99.0), Source::Headers));
+        assert!(a.limits.is_empty());
+        // A limit whose reset has passed goes with the next view.
+        a.limit(limit("spark", Some(100.0)));
+        a.observe(&seen(NOW + 3_600_000, 100.0, Some(100.0), Source::Headers));
+        assert!(a.limits.is_empty());
+    }
+
+    #[test]
+    fn a_limit_takes_the_reason_the_backend_gave_and_replaces_one_of_its_family() {
+        let mut a = account();
+        a.observe(&Observation {
+            usage: Usage {
+                observed_at_ms: NOW - 1,
+                reached: Some("workspace_owner_usage_limit_reached".into()),
+                ..Usage::default()
+            },
+            plan: None,
+            active_family: None,
+            source: Source::Endpoint,
+        });
+        a.limit(limit(MAIN_FAMILY, None));
+        a.limit(limit(MAIN_FAMILY, Some(100.0)));
+        assert_eq!(a.limits.len(), 1);
+        assert_eq!(a.limits[0].reason, "workspace usage limit reached");
+        assert_eq!(a.limits[0].used_percent, Some(100.0));
+    }
+
+    #[test]
+    fn a_models_family_is_what_replies_said_else_a_family_named_like_it_else_the_main_one() {
+        let mut file = AccountsFile::empty(1);
+        let mut a = account();
+        a.usage = Some(Usage {
+            families: vec![FamilyUsage {
+                id: "codex_bengalfox".into(),
+                name: Some("GPT-5.3-Codex-Spark".into()),
+                windows: Vec::new(),
+            }],
+            ..Usage::default()
+        });
+        file.accounts.push(a);
+        assert_eq!(file.family_of(None), MAIN_FAMILY);
+        assert_eq!(file.family_of(Some("gpt-5.5")), MAIN_FAMILY);
+        assert_eq!(
+            file.family_of(Some("gpt-5.3-codex-spark")),
+            "codex_bengalfox"
+        );
+        file.learn_family("gpt-5.3-codex-spark", "codex");
+        file.learn_family("gpt-5.5", "codex_other");
+        assert_eq!(file.family_of(Some("gpt-5.3-codex-spark")), MAIN_FAMILY);
+        assert_eq!(file.family_of(Some("gpt-5.5")), "codex_other");
+    }
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use super::*;
 
     fn pool(ids: &[&str]) -> AccountsFile {
         let account = |id: &str| Account {
@@ -426,12 +671,13 @@ mod tests {
             state: AccountState::Usable,
             usage: None,
             attention: None,
+            limits: Vec::new(),
             added_at_ms: 0,
         };
         AccountsFile {
             version: 1,
             accounts: ids.iter().map(|id| account(id)).collect(),
-            sessions: Vec::new(),
+            ..AccountsFile::default()
         }
     }
 

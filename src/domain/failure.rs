@@ -11,9 +11,9 @@ use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::domain::account::{AccountState, Attention, AttentionKind, Change};
+use crate::domain::account::{AccountState, Attention, AttentionKind, Change, FamilyLimit};
 use crate::domain::text;
-use crate::domain::usage::{Observation, reset_time};
+use crate::domain::usage::{Observation, reset_time, windows};
 
 /// How long a usage-limited account rests when neither the body nor the headers say.
 pub const USAGE_LIMIT_FALLBACK_MS: u64 = 15 * 60 * 1000;
@@ -178,10 +178,39 @@ impl Failure {
         }))
     }
 
-    /// What the account learns from this failure, if anything. `seen` is what the same reply's
-    /// headers said about usage: a usage limit without a reset time in its body rests until the
-    /// spent window resets.
-    pub fn account_change(&self, seen: Option<&Observation>, now_ms: u64) -> Option<Change> {
+    /// The limit a usage limit puts on one family of the account: the family the reply names
+    /// (`x-codex-active-limit`), else the one the request counted against (`family`). `seen` is
+    /// what the same reply's headers said about usage: a limit without a reset time in its
+    /// body rests until the family's spent window resets.
+    pub fn family_limit(
+        &self,
+        family: &str,
+        seen: Option<&Observation>,
+        now_ms: u64,
+    ) -> Option<FamilyLimit> {
+        let Self::UsageLimit { until_ms } = self else {
+            return None;
+        };
+        let family = seen
+            .and_then(|s| s.active_family.as_deref())
+            .unwrap_or(family);
+        let reported = seen.map(|s| s.usage.windows_of(family)).unwrap_or_default();
+        let until_ms = until_ms
+            .or_else(|| windows::spent_until(reported, now_ms))
+            .or_else(|| reported.iter().filter_map(|w| w.reset_ahead(now_ms)).min())
+            .unwrap_or(now_ms + USAGE_LIMIT_FALLBACK_MS);
+        Some(FamilyLimit {
+            family: family.to_owned(),
+            until_ms,
+            since_ms: now_ms,
+            used_percent: windows::most_used(reported, now_ms),
+            reason: text::BENCH_USAGE_LIMIT.into(),
+        })
+    }
+
+    /// What the account learns from this failure, if anything. A usage limit is not here: it
+    /// rests one family ([`Failure::family_limit`]).
+    pub fn account_change(&self, now_ms: u64) -> Option<Change> {
         let bench = |until_ms: u64, reason: &str| {
             Some(Change::State(AccountState::Benched {
                 until_ms,
@@ -189,16 +218,6 @@ impl Failure {
             }))
         };
         match self {
-            Self::UsageLimit { until_ms } => {
-                let until_ms = until_ms
-                    .or_else(|| seen.and_then(|s| s.usage.spent_until(now_ms)))
-                    .or_else(|| {
-                        let windows = &seen?.usage.windows;
-                        windows.iter().filter_map(|w| w.reset_ahead(now_ms)).min()
-                    })
-                    .unwrap_or(now_ms + USAGE_LIMIT_FALLBACK_MS);
-                bench(until_ms, text::BENCH_USAGE_LIMIT)
-            }
             Self::Throttled { for_ms } => bench(
                 now_ms
                     + for_ms
@@ -216,7 +235,8 @@ impl Failure {
             }))),
             Self::CdnChallenge => bench(now_ms + CDN_COOLDOWN_MS, text::BENCH_CDN),
             Self::Stalled { .. } => bench(now_ms + STALL_COOLDOWN_MS, text::BENCH_STALLED),
-            Self::Unauthorized
+            Self::UsageLimit { .. }
+            | Self::Unauthorized
             | Self::LoggedOut { .. }
             | Self::Overloaded { .. }
             | Self::Backend { .. }
@@ -487,7 +507,7 @@ mod tests {
                 "{body}: {failure:?}"
             );
             assert_eq!(failure.action(), Action::PassToPi, "{body}");
-            assert_eq!(failure.account_change(None, NOW).map(|_| ()), None);
+            assert_eq!(failure.account_change(NOW).map(|_| ()), None);
         }
         for code in ["context_length_exceeded", "cyber_policy", "invalid_prompt"] {
             let failure = event(json!({"type": "error", "error": {"code": code, "message": "m"}}));
@@ -531,7 +551,7 @@ mod tests {
                 "{code}"
             );
             assert!(matches!(
-                failure.account_change(None, NOW),
+                failure.account_change(NOW),
                 Some(Change::Attention(Some(Attention { kind: k, since_ms: NOW, .. }))) if k == kind
             ));
         }
@@ -560,7 +580,7 @@ mod tests {
         );
         assert_eq!(cdn, Failure::CdnChallenge);
         assert!(matches!(
-            cdn.account_change(None, NOW),
+            cdn.account_change(NOW),
             Some(Change::State(AccountState::Benched { until_ms, .. })) if until_ms == NOW + CDN_COOLDOWN_MS
         ));
     }
@@ -681,6 +701,34 @@ mod tests {
     }
 
     #[test]
+    fn a_usage_limit_rests_the_family_the_reply_names_until_its_spent_window_resets() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-codex-primary-used-percent", "20"),
+            ("x-codex-primary-reset-after-seconds", "60"),
+            ("x-codex-bengalfox-primary-used-percent", "100"),
+            ("x-codex-bengalfox-primary-window-minutes", "300"),
+            ("x-codex-bengalfox-primary-reset-after-seconds", "900"),
+            ("x-codex-active-limit", "codex_bengalfox"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let seen = crate::domain::usage::from_headers(&headers, NOW);
+        let body = json!({"error": {"type": "usage_limit_reached"}});
+        let failure = Failure::from_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers,
+            body.to_string().as_bytes(),
+            NOW,
+        );
+        // The request was thought to be a main-model one; the reply knows better.
+        let limit = failure.family_limit("codex", seen.as_ref(), NOW).unwrap();
+        assert_eq!(limit.family, "codex_bengalfox");
+        assert_eq!(limit.until_ms, NOW + 900_000);
+        assert_eq!(limit.used_percent, Some(100.0));
+    }
+
+    #[test]
     fn waits_in_messages() {
         assert_eq!(try_again_in("Please try again in 5s."), Some(5000));
         assert_eq!(try_again_in("try again in 1.5 seconds"), Some(1500));
@@ -692,14 +740,23 @@ mod tests {
 
     #[test]
     fn bench_times() {
-        let benched = |failure: Failure| match failure.account_change(None, NOW) {
+        let benched = |failure: Failure| match failure.account_change(NOW) {
             Some(Change::State(AccountState::Benched { until_ms, .. })) => Some(until_ms),
             _ => None,
         };
+        let limit = Failure::UsageLimit { until_ms: None };
+        assert_eq!(benched(limit.clone()), None, "a limit rests a family");
         assert_eq!(
-            benched(Failure::UsageLimit { until_ms: None }),
-            Some(NOW + USAGE_LIMIT_FALLBACK_MS)
+            limit.family_limit("codex", None, NOW),
+            Some(FamilyLimit {
+                family: "codex".into(),
+                until_ms: NOW + USAGE_LIMIT_FALLBACK_MS,
+                since_ms: NOW,
+                used_percent: None,
+                reason: text::BENCH_USAGE_LIMIT.into()
+            })
         );
+        assert_eq!(Failure::NotIncluded.family_limit("codex", None, NOW), None);
         assert_eq!(
             benched(Failure::Throttled {
                 for_ms: Some(u64::MAX / 2)
@@ -711,13 +768,13 @@ mod tests {
             Some(NOW + STALL_COOLDOWN_MS)
         );
         assert!(matches!(
-            Failure::NotIncluded.account_change(None, NOW),
+            Failure::NotIncluded.account_change(NOW),
             Some(Change::State(AccountState::Disabled { .. }))
         ));
-        assert!(Failure::backend("x").account_change(None, NOW).is_none());
+        assert!(Failure::backend("x").account_change(NOW).is_none());
         assert!(
             Failure::Overloaded { code: "x".into() }
-                .account_change(None, NOW)
+                .account_change(NOW)
                 .is_none()
         );
     }

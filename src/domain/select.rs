@@ -1,10 +1,17 @@
 //! The policy: which account serves a session, and for how long.
 //!
-//! Among the accounts that can serve now, an untouched one (every known window at 0%) comes
-//! first, because its windows only start when it is used; then the one whose weekly window
-//! resets soonest, because what it has left is lost soonest; then any, at random. A session
-//! keeps its account while that account can serve, so the backend's prompt cache stays warm,
-//! and a pinned session keeps its pin until a rotation moves it off.
+//! A request counts against one limit family (its model's, else the main one), and only that
+//! family's windows and limits decide whether an account can take it. Among the accounts whose
+//! included quota can serve, an untouched one (every window of the family at 0%) comes first,
+//! because its windows only start when it is used; then the one whose longest window with a
+//! reset ahead (weekly for Plus and Pro, the 30-day window for free accounts, a monthly meter)
+//! resets soonest, because what it has left is lost soonest; then any with known usage, at
+//! random; then those whose usage could not be learned, at random: nothing tells an untouched
+//! one from one nearly spent, so they come after every account known to have quota. Requests
+//! that cost money (past 100% paid from credits, or a plan that bills every request) are sent
+//! only when the user allowed it, and only once no account with included quota can serve.
+//! A session keeps its account while that account can serve, so the backend's prompt cache
+//! stays warm, and a pinned session keeps its pin until a rotation moves it off.
 //!
 //! Pure: time, the accounts and the random source are passed in.
 
@@ -13,9 +20,28 @@ use std::collections::HashMap;
 use rand::{Rng, RngExt as _};
 
 use crate::domain::account::{Account, AccountState, Attention};
-use crate::domain::usage::WindowKind;
+use crate::domain::usage::{MAIN_FAMILY, UsageWindow, WindowKind, windows};
 
-/// Whether an account can serve now, and if not, why and until when.
+/// What a request needs of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// The limit family its model counts against.
+    pub family: &'a str,
+    /// The user allows requests that cost money.
+    pub spend_money: bool,
+}
+
+impl<'a> Need<'a> {
+    /// A request of the main family.
+    pub fn main(spend_money: bool) -> Self {
+        Self {
+            family: MAIN_FAMILY,
+            spend_money,
+        }
+    }
+}
+
+/// Whether an account can serve a family now, and if not, why and until when.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Availability {
     Ready,
@@ -24,9 +50,11 @@ pub enum Availability {
         until_ms: u64,
         reason: String,
     },
-    /// A usage window is at 100% until it resets.
+    /// A usage window is at 100% until it resets; `reached` is why, when the backend said
+    /// (`rate_limit_reached_type`).
     Spent {
         until_ms: u64,
+        reached: Option<String>,
     },
     NeedsLogin {
         reason: String,
@@ -42,13 +70,14 @@ impl Availability {
     /// When the account comes back by itself, if it does.
     pub fn back_at(&self) -> Option<u64> {
         match self {
-            Self::Benched { until_ms, .. } | Self::Spent { until_ms } => Some(*until_ms),
+            Self::Benched { until_ms, .. } | Self::Spent { until_ms, .. } => Some(*until_ms),
             _ => None,
         }
     }
 }
 
-pub fn availability(account: &Account, now_ms: u64) -> Availability {
+/// Whether the account can serve requests of `family` now.
+pub fn availability(account: &Account, family: &str, now_ms: u64) -> Availability {
     if let AccountState::NeedsLogin { reason } = &account.state {
         return Availability::NeedsLogin {
             reason: reason.clone(),
@@ -71,10 +100,83 @@ pub fn availability(account: &Account, now_ms: u64) -> Availability {
         }
         _ => {}
     }
-    match account.usage.as_ref().and_then(|u| u.spent_until(now_ms)) {
-        Some(until_ms) => Availability::Spent { until_ms },
+    if let Some(limit) = account
+        .limits
+        .iter()
+        .filter(|l| l.family == family && l.until_ms > now_ms)
+        .max_by_key(|l| l.until_ms)
+    {
+        return Availability::Benched {
+            until_ms: limit.until_ms,
+            reason: limit.reason.clone(),
+        };
+    }
+    let usage = account.usage.as_ref();
+    match usage.and_then(|u| windows::spent_until(u.windows_of(family), now_ms)) {
+        Some(until_ms) => Availability::Spent {
+            until_ms,
+            reached: usage.and_then(|u| u.reached.clone()),
+        },
         None => Availability::Ready,
     }
+}
+
+/// What serving a request would cost the user, when the account can serve it at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Out of the plan's included quota.
+    Included,
+    /// Money: the family is spent and the credits pay, or the plan bills every request.
+    Paid(PaidBy),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaidBy {
+    Credits,
+    UsageBasedPlan,
+}
+
+/// What a request of `family` would cost on this account; `None` when it cannot serve it.
+pub fn cost(account: &Account, family: &str, now_ms: u64) -> Option<Cost> {
+    match availability(account, family, now_ms) {
+        Availability::Ready if is_usage_based(account.plan.as_deref()) => {
+            Some(Cost::Paid(PaidBy::UsageBasedPlan))
+        }
+        Availability::Ready => Some(Cost::Included),
+        Availability::Spent { .. } if credits_pay(account) => Some(Cost::Paid(PaidBy::Credits)),
+        _ => None,
+    }
+}
+
+/// How money could pay for a request this account cannot serve from included quota.
+pub fn paid_by(account: &Account, family: &str, now_ms: u64) -> Option<PaidBy> {
+    match cost(account, family, now_ms)? {
+        Cost::Paid(by) => Some(by),
+        Cost::Included => None,
+    }
+}
+
+/// Plans that bill every request (`self_serve_business_usage_based`, ...).
+pub fn is_usage_based(plan: Option<&str>) -> bool {
+    plan.is_some_and(|p| p.to_ascii_lowercase().ends_with("_usage_based"))
+}
+
+fn credits_pay(account: &Account) -> bool {
+    account
+        .usage
+        .as_ref()
+        .and_then(|u| u.credits.as_ref())
+        .is_some_and(|c| c.can_pay())
+}
+
+/// Whether the account may take a request that needs `need`.
+pub fn admits(account: &Account, need: &Need<'_>, now_ms: u64) -> bool {
+    admitted(account, need, now_ms).is_some()
+}
+
+/// Whether the account may take a request that needs `need`, and at what cost.
+fn admitted(account: &Account, need: &Need<'_>, now_ms: u64) -> Option<Cost> {
+    cost(account, need.family, now_ms).filter(|c| *c == Cost::Included || need.spend_money)
 }
 
 /// Why an account was chosen.
@@ -87,59 +189,104 @@ pub enum Reason {
     /// It served the session's last reply, maybe in another pi process: only it can read the
     /// session's reasoning, and its prompt cache is warm.
     ServedBefore,
-    /// Every known window at 0%.
+    /// Every window of the family at 0%.
     Untouched,
-    /// Touched, and its weekly window resets first.
-    SoonestWeeklyReset { resets_at_ms: u64 },
-    /// No better rule applied; chosen at random among `among`.
+    /// Touched, and its binding window (the longest with a reset ahead) resets first.
+    SoonestReset { resets_at_ms: u64, kind: WindowKind },
+    /// No better rule applied; chosen at random among `among` with known usage.
     Any { among: usize },
+    /// No account with known usage can serve; chosen at random among `among` whose usage could
+    /// not be learned.
+    UsageUnknown { among: usize },
+    /// No account has included quota left; the user allows paying, so one of `among` that
+    /// costs money was chosen.
+    Paid { among: usize },
 }
 
-/// Picks by the policy among ready accounts not excluded.
+/// Picks by the policy among accounts not excluded that can serve `need`.
 pub fn pick<'a>(
     accounts: &'a [Account],
+    need: &Need<'_>,
     now_ms: u64,
     excluded: impl Fn(&Account) -> bool,
     rng: &mut impl Rng,
 ) -> Option<(&'a Account, Reason)> {
-    let ready: Vec<&Account> = accounts
+    let admitted: Vec<(&Account, Cost)> = accounts
         .iter()
-        .filter(|a| !excluded(a) && availability(a, now_ms) == Availability::Ready)
+        .filter(|a| !excluded(a))
+        .filter_map(|a| Some((a, admitted(a, need, now_ms)?)))
         .collect();
+    let included: Vec<&Account> = admitted
+        .iter()
+        .filter(|(_, cost)| *cost == Cost::Included)
+        .map(|(a, _)| *a)
+        .collect();
+    if !included.is_empty() {
+        return Some(rank(&included, need.family, now_ms, rng));
+    }
+    let paid: Vec<&Account> = admitted.iter().map(|(a, _)| *a).collect();
+    if paid.is_empty() {
+        return None;
+    }
+    Some((choose(&paid, rng), Reason::Paid { among: paid.len() }))
+}
 
+/// The policy among accounts that all can serve from included quota.
+fn rank<'a>(
+    ready: &[&'a Account],
+    family: &str,
+    now_ms: u64,
+    rng: &mut impl Rng,
+) -> (&'a Account, Reason) {
+    let family_windows = |a: &'a Account| family_windows(a, family);
     let untouched: Vec<&Account> = ready
         .iter()
         .copied()
-        .filter(|a| a.usage.as_ref().is_some_and(|u| u.is_untouched(now_ms)))
+        .filter(|a| family_windows(a).is_some_and(|w| windows::untouched(w, now_ms)))
         .collect();
     if !untouched.is_empty() {
-        return Some((choose(&untouched, rng), Reason::Untouched));
+        return (choose(&untouched, rng), Reason::Untouched);
     }
 
-    let weekly_reset = |a: &Account| {
-        a.usage
-            .as_ref()?
-            .window(WindowKind::Weekly)?
-            .reset_ahead(now_ms)
+    let binding_reset = |a: &'a Account| {
+        let window = windows::binding(family_windows(a)?, now_ms)?;
+        Some((window.reset_ahead(now_ms)?, window.kind()))
     };
-    if let Some(soonest) = ready.iter().filter_map(|a| weekly_reset(a)).min() {
+    if let Some((soonest, kind)) = ready
+        .iter()
+        .filter_map(|a| binding_reset(a))
+        .min_by_key(|(at, _)| *at)
+    {
         let first: Vec<&Account> = ready
             .iter()
             .copied()
-            .filter(|a| weekly_reset(a) == Some(soonest))
+            .filter(|a| binding_reset(a).is_some_and(|(at, _)| at == soonest))
             .collect();
-        return Some((
+        return (
             choose(&first, rng),
-            Reason::SoonestWeeklyReset {
+            Reason::SoonestReset {
                 resets_at_ms: soonest,
+                kind,
             },
-        ));
+        );
     }
 
-    if ready.is_empty() {
-        return None;
+    let known: Vec<&Account> = ready
+        .iter()
+        .copied()
+        .filter(|a| a.usage.is_some())
+        .collect();
+    if !known.is_empty() {
+        return (choose(&known, rng), Reason::Any { among: known.len() });
     }
-    Some((choose(&ready, rng), Reason::Any { among: ready.len() }))
+    (
+        choose(ready, rng),
+        Reason::UsageUnknown { among: ready.len() },
+    )
+}
+
+fn family_windows<'a>(account: &'a Account, family: &str) -> Option<&'a [UsageWindow]> {
+    account.usage.as_ref().map(|u| u.windows_of(family))
 }
 
 fn choose<'a>(accounts: &[&'a Account], rng: &mut impl Rng) -> &'a Account {
@@ -177,38 +324,48 @@ impl Sessions {
         self.seats.get(session).map(|(seat, _)| seat)
     }
 
-    /// The account for the session's next request: its own while that can serve and is not
-    /// excluded, else the policy's pick.
     /// The account for the session's next request: its seat in this process while that can
-    /// serve and is not excluded, else the account that `served_before` (from the shared file)
-    /// while it can, else the policy's pick.
+    /// serve `need` and is not excluded (one that costs money only while no account has
+    /// included quota), else the account that `served_before` (from the shared file) while it
+    /// can serve out of included quota, else the policy's pick.
+    #[allow(clippy::too_many_arguments)] // the policy's inputs, each its own; no state hides here
     pub fn choose<'a>(
         &self,
         session: Option<&str>,
         accounts: &'a [Account],
         served_before: Option<&str>,
+        need: &Need<'_>,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
         rng: &mut impl Rng,
     ) -> Option<(&'a Account, Reason)> {
-        let usable = |id: &str| {
-            accounts
-                .iter()
-                .find(|a| a.id == id)
-                .filter(|a| !excluded(a) && availability(a, now_ms) == Availability::Ready)
-        };
-        if let Some(seat) = session.and_then(|s| self.seat(s)) {
-            if let Some(own) = usable(&seat.account_id) {
-                let reason = match seat.reason {
-                    Reason::Pinned => Reason::Pinned,
-                    _ => Reason::Kept,
-                };
-                return Some((own, reason));
-            }
-        } else if let Some(own) = served_before.and_then(usable) {
-            return Some((own, Reason::ServedBefore));
+        let seat = session.and_then(|s| self.seat(s));
+        if seat.is_none()
+            && let Some(before) = served_before
+                .and_then(|id| accounts.iter().find(|a| a.id == id))
+                .filter(|a| !excluded(a))
+            && admitted(before, need, now_ms) == Some(Cost::Included)
+        {
+            return Some((before, Reason::ServedBefore));
         }
-        pick(accounts, now_ms, excluded, rng)
+        let own = seat
+            .and_then(|seat| Some((seat, accounts.iter().find(|a| a.id == seat.account_id)?)))
+            .filter(|(_, own)| !excluded(own));
+        let own_cost = own.and_then(|(_, a)| admitted(a, need, now_ms));
+        let kept = |seat: &Seat| match seat.reason {
+            Reason::Pinned => Reason::Pinned,
+            _ => Reason::Kept,
+        };
+        match (own, own_cost) {
+            (Some((seat, own)), Some(Cost::Included)) => Some((own, kept(seat))),
+            (Some((seat, own)), Some(Cost::Paid(_))) => {
+                match pick(accounts, need, now_ms, excluded, rng) {
+                    Some((_, Reason::Paid { .. })) => Some((own, kept(seat))),
+                    other => other,
+                }
+            }
+            _ => pick(accounts, need, now_ms, excluded, rng),
+        }
     }
 
     /// Records that `account_id` served the session. Returns the move when the session had

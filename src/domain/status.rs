@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use crate::domain::account::Account;
-use crate::domain::select::{self, Availability, Reason, Seat};
-use crate::domain::usage::{UsageWindow, WindowKind};
+use crate::domain::account::{Account, Settings};
+use crate::domain::select::{self, Availability, PaidBy, Reason, Seat};
+use crate::domain::usage::{Credits, MAIN_FAMILY, UsageWindow, WindowKind};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolStatus {
@@ -18,6 +18,7 @@ pub struct PoolStatus {
     pub active: Option<Choice>,
     /// The last write of learned changes to the accounts file failed.
     pub write_error: Option<String>,
+    pub settings: Settings,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -26,13 +27,19 @@ pub struct AccountStatus {
     pub label: String,
     pub email: Option<String>,
     pub plan: Option<String>,
+    /// For the main family's models.
     pub availability: Availability,
+    /// How money could pay for a main-family request it cannot serve from included quota.
+    pub paid_by: Option<PaidBy>,
     pub untouched: bool,
     pub active: bool,
     pub pinned: bool,
     pub five_hour: Option<WindowStatus>,
     pub weekly: Option<WindowStatus>,
     pub other_windows: Vec<WindowStatus>,
+    /// Per-model limit families, each with its own windows and state.
+    pub families: Vec<FamilyStatus>,
+    pub credits: Option<Credits>,
     pub usage_observed_at_ms: Option<u64>,
     /// The usage shown is older than the freshness period.
     pub stale: bool,
@@ -45,8 +52,17 @@ pub struct WindowStatus {
     pub used_percent: f64,
     /// Absent when unknown or already past.
     pub resets_at_ms: Option<u64>,
-    /// For windows beyond the 5-hour and weekly ones.
-    pub name: Option<String>,
+    pub kind: WindowKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyStatus {
+    pub id: String,
+    /// The backend's display name, else the id.
+    pub name: String,
+    /// For this family's models.
+    pub availability: Availability,
+    pub windows: Vec<WindowStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +99,7 @@ impl PoolStatus {
         active: Option<Choice>,
         mut fetch_errors: HashMap<String, String>,
         write_error: Option<String>,
+        settings: Settings,
         now_ms: u64,
     ) -> Self {
         let accounts = accounts
@@ -98,6 +115,7 @@ impl PoolStatus {
             accounts,
             active,
             write_error,
+            settings,
         }
     }
 }
@@ -108,31 +126,55 @@ impl AccountStatus {
         let window = |w: &UsageWindow| WindowStatus {
             used_percent: w.used_now(now_ms),
             resets_at_ms: w.reset_ahead(now_ms),
-            name: w.name.clone(),
+            kind: w.kind(),
         };
+        let main = |kind| usage.and_then(|u| u.window(kind)).map(window);
         let active = active.filter(|choice| choice.account_id == account.id);
+        let mut families: Vec<FamilyStatus> = usage
+            .map(|u| &u.families)
+            .into_iter()
+            .flatten()
+            .map(|f| FamilyStatus {
+                id: f.id.clone(),
+                name: f.name.clone().unwrap_or_else(|| f.id.clone()),
+                availability: select::availability(account, &f.id, now_ms),
+                windows: f.windows.iter().map(window).collect(),
+            })
+            .collect();
+        // A family known only from a limit the backend answered with.
+        for limit in &account.limits {
+            if limit.family != MAIN_FAMILY && !families.iter().any(|f| f.id == limit.family) {
+                families.push(FamilyStatus {
+                    id: limit.family.clone(),
+                    name: limit.family.clone(),
+                    availability: select::availability(account, &limit.family, now_ms),
+                    windows: Vec::new(),
+                });
+            }
+        }
         Self {
             id: account.id.clone(),
             label: account.label.clone(),
             email: account.email.clone(),
             plan: account.plan.clone(),
-            availability: select::availability(account, now_ms),
+            availability: select::availability(account, MAIN_FAMILY, now_ms),
+            paid_by: select::paid_by(account, MAIN_FAMILY, now_ms),
             untouched: usage.is_some_and(|u| u.is_untouched(now_ms)),
             active: active.is_some(),
             pinned: active.is_some_and(|choice| choice.reason == Reason::Pinned),
-            five_hour: usage
-                .and_then(|u| u.window(WindowKind::FiveHour))
-                .map(window),
-            weekly: usage.and_then(|u| u.window(WindowKind::Weekly)).map(window),
+            five_hour: main(WindowKind::FiveHour),
+            weekly: main(WindowKind::Weekly),
             other_windows: usage
                 .map(|u| {
                     u.windows
                         .iter()
-                        .filter(|w| w.kind() == WindowKind::Other)
+                        .filter(|w| !matches!(w.kind(), WindowKind::FiveHour | WindowKind::Weekly))
                         .map(window)
                         .collect()
                 })
                 .unwrap_or_default(),
+            families,
+            credits: usage.and_then(|u| u.credits.clone()),
             usage_observed_at_ms: usage.map(|u| u.observed_at_ms),
             stale: usage.is_none_or(|u| !u.is_fresh(now_ms)),
             fetch_error: None,

@@ -1,10 +1,12 @@
-//! What each account has used of its quota windows, and when each window resets.
+//! What each account has used of its quota windows, per limit family, and its credits.
 //!
 //! Two sources feed one per-account view: the usage endpoint (polled at most once per
 //! freshness period, across all pi processes, because the result is kept in the shared file)
-//! and the `x-codex-*` headers on every proxied reply, which cost nothing. Windows are told apart
-//! by their length, never by their position: some accounts report only a weekly window, and
-//! report it as the "primary" one.
+//! and the `x-*` rate-limit headers on every proxied reply, which cost nothing. Windows are told
+//! apart by their length, never by their position: some accounts report only a weekly window,
+//! and report it as the "primary" one. Limits come in families: the main `codex` one and
+//! per-model ones (a Spark model's), each with its own windows; a spent family stops only its
+//! own models.
 
 use std::time::Duration;
 
@@ -15,14 +17,20 @@ use serde_json::Value;
 /// Usage younger than this is fresh enough to choose by and to show without a new fetch.
 pub const FRESH_FOR: Duration = Duration::from_secs(5 * 60);
 
+/// The limit family every model counts against unless it has one of its own.
+pub const MAIN_FAMILY: &str = "codex";
+
 const FIVE_HOURS_S: u64 = 5 * 3600;
 const WEEK_S: u64 = 7 * 24 * 3600;
+const DAY_S: u64 = 24 * 3600;
 
 /// What a window is, judged by its length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowKind {
     FiveHour,
     Weekly,
+    /// 30 days (free accounts) or a calendar month (the monthly meters of paid plans).
+    Monthly,
     Other,
 }
 
@@ -31,16 +39,22 @@ pub enum WindowKind {
 pub struct Usage {
     /// When this view was taken, in unix milliseconds.
     pub observed_at_ms: u64,
+    /// The main family's windows.
     #[serde(default)]
     pub windows: Vec<UsageWindow>,
+    /// Per-model limit families (`additional_rate_limits`, `x-<id>-*` headers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<FamilyUsage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<Credits>,
+    /// Why the backend says a limit was reached (`rate_limit_reached_type`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageWindow {
-    /// The backend's name for a window beyond the standard two (`additional_rate_limits`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
     /// Length of the window in seconds (18000 = 5 hours, 604800 = weekly); the only reliable
     /// way to tell windows apart.
     #[serde(default)]
@@ -50,12 +64,45 @@ pub struct UsageWindow {
     pub resets_at_ms: Option<u64>,
 }
 
+/// One per-model limit family and its windows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyUsage {
+    /// The limit id (`metered_feature`, e.g. `codex_bengalfox`).
+    pub id: String,
+    /// Its display name (`limit_name`, e.g. "GPT-5.3-Codex-Spark").
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub windows: Vec<UsageWindow>,
+}
+
+/// Purchased credits: they keep an account serving past 100%, at the user's expense.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credits {
+    #[serde(default)]
+    pub has_credits: bool,
+    #[serde(default)]
+    pub unlimited: bool,
+    #[serde(default)]
+    pub balance: Option<f64>,
+}
+
+impl Credits {
+    /// Whether the backend would pay a request past a spent limit from them.
+    pub fn can_pay(&self) -> bool {
+        self.unlimited || (self.has_credits && self.balance.is_none_or(|b| b > 0.0))
+    }
+}
+
 impl UsageWindow {
     pub fn kind(&self) -> WindowKind {
-        // A little slack: the headers give minutes, the payload seconds.
+        // A little slack: the headers give minutes, the payload seconds, months differ.
         match self.window_seconds {
             Some(s) if s.abs_diff(FIVE_HOURS_S) <= 600 => WindowKind::FiveHour,
             Some(s) if s.abs_diff(WEEK_S) <= 3600 => WindowKind::Weekly,
+            Some(s) if (27 * DAY_S..=32 * DAY_S).contains(&s) => WindowKind::Monthly,
             _ => WindowKind::Other,
         }
     }
@@ -72,55 +119,137 @@ impl UsageWindow {
             _ => self.used_percent,
         }
     }
+
+    /// 0% with no length and no reset: the backend has nothing to say about this window (free
+    /// accounts report such a secondary), which is not the same as untouched.
+    fn is_no_data(&self) -> bool {
+        self.window_seconds.is_none() && self.resets_at_ms.is_none() && self.used_percent <= 0.0
+    }
 }
 
-impl Usage {
-    pub fn window(&self, kind: WindowKind) -> Option<&UsageWindow> {
-        self.windows.iter().find(|w| w.kind() == kind)
+/// Rules over one family's windows.
+pub mod windows {
+    use super::UsageWindow;
+
+    /// Every window at 0%: using the account starts their clocks now.
+    pub fn untouched(windows: &[UsageWindow], now_ms: u64) -> bool {
+        !windows.is_empty() && windows.iter().all(|w| w.used_now(now_ms) <= 0.0)
     }
 
-    /// Every known window at 0%: using this account starts its clocks now, so its quota renews
-    /// sooner than if it sat idle.
-    pub fn is_untouched(&self, now_ms: u64) -> bool {
-        !self.windows.is_empty() && self.windows.iter().all(|w| w.used_now(now_ms) <= 0.0)
-    }
-
-    /// When the account can serve again if some window is used up; the latest such reset,
-    /// since every spent window must have reset.
-    pub fn spent_until(&self, now_ms: u64) -> Option<u64> {
-        self.windows
+    /// When the family can serve again if a window is used up: the latest such reset, since
+    /// every spent window must have reset.
+    pub fn spent_until(windows: &[UsageWindow], now_ms: u64) -> Option<u64> {
+        windows
             .iter()
             .filter(|w| w.used_now(now_ms) >= 100.0)
             .filter_map(|w| w.reset_ahead(now_ms))
             .max()
     }
 
+    /// The window that binds longest: the longest one whose reset is still ahead. Its reset is
+    /// when what is left of the family's quota is lost.
+    pub fn binding(windows: &[UsageWindow], now_ms: u64) -> Option<&UsageWindow> {
+        windows
+            .iter()
+            .filter(|w| w.reset_ahead(now_ms).is_some())
+            .max_by_key(|w| w.window_seconds.unwrap_or(0))
+    }
+
+    /// The highest use among the windows, as of `now_ms`.
+    pub fn most_used(windows: &[UsageWindow], now_ms: u64) -> Option<f64> {
+        windows.iter().map(|w| w.used_now(now_ms)).reduce(f64::max)
+    }
+}
+
+impl Usage {
+    /// The main family's window of a kind.
+    pub fn window(&self, kind: WindowKind) -> Option<&UsageWindow> {
+        self.windows.iter().find(|w| w.kind() == kind)
+    }
+
+    pub fn family(&self, id: &str) -> Option<&FamilyUsage> {
+        self.families.iter().find(|f| f.id == id)
+    }
+
+    /// The windows a request of `family` counts against. A family the account does not report
+    /// is taken to count against its main windows: nothing says it has a limit of its own.
+    pub fn windows_of(&self, family: &str) -> &[UsageWindow] {
+        match self.family(family) {
+            Some(own) if family != MAIN_FAMILY => &own.windows,
+            _ => &self.windows,
+        }
+    }
+
+    /// The windows this view reports for `family` itself, if it reports that family.
+    fn reported(&self, family: &str) -> Option<&[UsageWindow]> {
+        if family == MAIN_FAMILY {
+            return (!self.windows.is_empty()).then_some(self.windows.as_slice());
+        }
+        self.family(family).map(|f| f.windows.as_slice())
+    }
+
+    /// Every main window at 0%: using this account starts its clocks now, so its quota renews
+    /// sooner than if it sat idle.
+    pub fn is_untouched(&self, now_ms: u64) -> bool {
+        windows::untouched(&self.windows, now_ms)
+    }
+
+    /// When the main family can serve again, if one of its windows is used up.
+    pub fn spent_until(&self, now_ms: u64) -> Option<u64> {
+        windows::spent_until(&self.windows, now_ms)
+    }
+
     pub fn is_fresh(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.observed_at_ms) < FRESH_FOR.as_millis() as u64
     }
 
-    /// Folds a newer observation in. Windows the new one reports replace those of the same
-    /// length (or name); windows it does not report (the headers carry only two) are kept.
-    pub fn merge(old: Option<Usage>, new: Usage) -> Usage {
-        let Some(old) = old else { return new };
+    /// Whether this view shows `family` below `below` percent in every window: a limit
+    /// recorded when it was at `below` (or at 100% when that is not known) is no longer
+    /// reached.
+    pub fn shows_below(&self, family: &str, below: f64, now_ms: u64) -> bool {
+        if self.reached.is_some() {
+            return false;
+        }
+        self.reported(family)
+            .and_then(|w| windows::most_used(w, now_ms))
+            .is_some_and(|most| most < below.min(100.0))
+    }
+
+    /// Folds a newer observation in. The usage endpoint's view is complete and replaces the old
+    /// one; reply headers report the families they carry (and the credits), so those replace
+    /// their old counterparts and everything else is kept.
+    pub fn merge(old: Option<Usage>, new: Usage, source: Source) -> Usage {
+        let Some(mut old) = old else { return new };
         if old.observed_at_ms > new.observed_at_ms {
             return old;
         }
-        let mut windows = new.windows;
-        for kept in old.windows {
-            let replaced = windows.iter().any(|w| match kept.kind() {
-                WindowKind::Other => w.kind() == WindowKind::Other && w.name == kept.name,
-                kind => w.kind() == kind,
-            });
-            if !replaced {
-                windows.push(kept);
+        if source == Source::Endpoint {
+            return new;
+        }
+        old.observed_at_ms = new.observed_at_ms;
+        if !new.windows.is_empty() {
+            old.windows = new.windows;
+        }
+        for family in new.families {
+            match old.families.iter_mut().find(|f| f.id == family.id) {
+                Some(kept) => *kept = family,
+                None => old.families.push(family),
             }
         }
-        Usage {
-            observed_at_ms: new.observed_at_ms,
-            windows,
+        if new.credits.is_some() {
+            old.credits = new.credits;
         }
+        old
     }
+}
+
+/// Where an observation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The usage endpoint: the whole picture.
+    Endpoint,
+    /// A model reply's headers: the families it carries.
+    Headers,
 }
 
 /// One observation: the windows and, when reported, the plan.
@@ -128,6 +257,9 @@ impl Usage {
 pub struct Observation {
     pub usage: Usage,
     pub plan: Option<String>,
+    /// The family the request counted against (`x-codex-active-limit`), from reply headers.
+    pub active_family: Option<String>,
+    pub source: Source,
 }
 
 /// When something resets, in unix milliseconds: the backend gives an absolute time in unix
@@ -137,85 +269,195 @@ pub fn reset_time(at_s: Option<u64>, after_s: Option<u64>, now_ms: u64) -> Optio
         .or_else(|| Some(now_ms.saturating_add(after_s?.saturating_mul(1000))))
 }
 
+/// A limit id as the backend writes it in a header value or a payload (`codex_bengalfox`).
+fn family_id(raw: &str) -> String {
+    raw.trim().to_ascii_lowercase().replace('-', "_")
+}
+
 /// Reads the usage payload (see codex-backend.md). Every field may be missing or null; a
-/// payload with no window at all gives `None`.
+/// payload with no window, no family and no credits gives `None`.
 pub fn from_payload(payload: &Value, now_ms: u64) -> Option<Observation> {
-    let mut windows = Vec::new();
-    let mut add = |limits: &Value, name: Option<&str>| {
-        for key in ["primary_window", "secondary_window"] {
-            if let Some(window) = payload_window(&limits[key], now_ms, name) {
-                windows.push(window);
-            }
-        }
-    };
-    add(&payload["rate_limit"], None);
-    if let Some(extra) = payload["additional_rate_limits"].as_array() {
-        for limit in extra {
-            let name = limit["limit_name"]
-                .as_str()
-                .or_else(|| limit["metered_feature"].as_str());
-            add(&limit["rate_limit"], Some(name.unwrap_or("additional")));
-        }
-    }
-    if windows.is_empty() {
-        return None;
-    }
-    Some(Observation {
-        usage: Usage {
-            observed_at_ms: now_ms,
-            windows,
-        },
-        plan: payload["plan_type"].as_str().map(str::to_owned),
-    })
-}
-
-fn payload_window(window: &Value, now_ms: u64, name: Option<&str>) -> Option<UsageWindow> {
-    let used_percent = window["used_percent"].as_f64()?;
-    let resets_at_ms = reset_time(
-        window["reset_at"].as_u64(),
-        window["reset_after_seconds"].as_u64(),
-        now_ms,
-    );
-    Some(UsageWindow {
-        name: name.map(str::to_owned),
-        window_seconds: window["limit_window_seconds"].as_u64(),
-        used_percent,
-        resets_at_ms,
-    })
-}
-
-/// Reads the `x-codex-*` headers every model reply carries, success or error.
-pub fn from_headers(headers: &HeaderMap, now_ms: u64) -> Option<Observation> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let number = |name: &str| text(name).and_then(|v| v.trim().parse::<f64>().ok());
-    let whole = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
-    let windows: Vec<UsageWindow> = ["primary", "secondary"]
+    let windows = payload_windows(&payload["rate_limit"], now_ms);
+    let families: Vec<FamilyUsage> = payload["additional_rate_limits"]
+        .as_array()
         .into_iter()
-        .filter_map(|slot| {
-            let used_percent = number(&format!("x-codex-{slot}-used-percent"))?;
-            let resets_at_ms = reset_time(
-                whole(&format!("x-codex-{slot}-reset-at")),
-                whole(&format!("x-codex-{slot}-reset-after-seconds")),
-                now_ms,
-            );
-            Some(UsageWindow {
-                name: None,
-                window_seconds: whole(&format!("x-codex-{slot}-window-minutes"))
-                    .map(|m| m.saturating_mul(60)),
-                used_percent,
-                resets_at_ms,
+        .flatten()
+        .filter_map(|limit| {
+            let name = limit["limit_name"].as_str().map(str::to_owned);
+            let id = limit["metered_feature"]
+                .as_str()
+                .or(name.as_deref())
+                .map(family_id)
+                .filter(|id| !id.is_empty() && id != MAIN_FAMILY)?;
+            Some(FamilyUsage {
+                id,
+                name,
+                windows: payload_windows(&limit["rate_limit"], now_ms),
             })
         })
         .collect();
-    if windows.is_empty() {
+    let credits = payload_credits(&payload["credits"]);
+    if windows.is_empty() && families.is_empty() && credits.is_none() {
+        return None;
+    }
+    let reached = &payload["rate_limit_reached_type"];
+    let reached = reached["type"].as_str().or(reached.as_str());
+    Some(Observation {
+        usage: Usage {
+            observed_at_ms: now_ms,
+            windows,
+            families,
+            credits,
+            reached: reached.map(str::to_owned),
+        },
+        plan: payload["plan_type"].as_str().map(str::to_owned),
+        active_family: None,
+        source: Source::Endpoint,
+    })
+}
+
+fn payload_windows(limits: &Value, now_ms: u64) -> Vec<UsageWindow> {
+    ["primary_window", "secondary_window"]
+        .into_iter()
+        .filter_map(|key| {
+            let window = &limits[key];
+            let used_percent = window["used_percent"].as_f64().filter(|p| p.is_finite())?;
+            Some(UsageWindow {
+                window_seconds: window["limit_window_seconds"].as_u64().filter(|&s| s > 0),
+                used_percent,
+                resets_at_ms: reset_time(
+                    window["reset_at"].as_u64(),
+                    window["reset_after_seconds"].as_u64(),
+                    now_ms,
+                ),
+            })
+        })
+        .filter(|w| !w.is_no_data())
+        .collect()
+}
+
+fn payload_credits(credits: &Value) -> Option<Credits> {
+    if !credits.is_object() {
+        return None;
+    }
+    let balance = match &credits["balance"] {
+        Value::String(text) => text.trim().parse::<f64>().ok(),
+        other => other.as_f64(),
+    };
+    Some(Credits {
+        has_credits: credits["has_credits"].as_bool().unwrap_or(false),
+        unlimited: credits["unlimited"].as_bool().unwrap_or(false),
+        balance: balance.filter(|b| b.is_finite()),
+    })
+}
+
+/// Reads the rate-limit headers every model reply carries, success or error: for each family
+/// `x-<id>-primary-*` / `-secondary-*` (the main family's are `x-codex-*`), the family the
+/// request counted against, the credits and the plan.
+pub fn from_headers(headers: &HeaderMap, now_ms: u64) -> Option<Observation> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut prefixes: Vec<&str> = headers
+        .keys()
+        .filter_map(|name| {
+            let name = name.as_str();
+            name.strip_suffix("-primary-used-percent")
+                .or_else(|| name.strip_suffix("-secondary-used-percent"))
+        })
+        .filter(|prefix| prefix.starts_with("x-") && prefix.len() > 2)
+        .collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    let active = active_family(headers);
+
+    let mut main = Vec::new();
+    let mut families = Vec::new();
+    for prefix in prefixes {
+        let id = family_id(&prefix[2..]);
+        let windows = header_windows(headers, prefix, now_ms);
+        if id == MAIN_FAMILY {
+            main = windows;
+        } else {
+            let name = text(&format!("{prefix}-limit-name")).map(str::to_owned);
+            families.push(FamilyUsage { id, name, windows });
+        }
+    }
+    // The plain headers have been seen carrying the numbers of the family the request counted
+    // against. With that family's own headers present they cannot be told apart, so they are
+    // left out; without them they are that family's.
+    if let Some(active) = active.as_deref().filter(|a| *a != MAIN_FAMILY) {
+        let plain = std::mem::take(&mut main);
+        if !families.iter().any(|f| f.id == active) && !plain.is_empty() {
+            families.push(FamilyUsage {
+                id: active.to_owned(),
+                name: None,
+                windows: plain,
+            });
+        }
+    }
+    let credits = header_credits(headers);
+    if main.is_empty() && families.is_empty() && credits.is_none() {
         return None;
     }
     Some(Observation {
         usage: Usage {
             observed_at_ms: now_ms,
-            windows,
+            windows: main,
+            families,
+            credits,
+            reached: None,
         },
         plan: text("x-codex-plan-type").map(str::to_owned),
+        active_family: active,
+        source: Source::Headers,
+    })
+}
+
+/// The family a reply says its request counted against (`x-codex-active-limit`).
+pub fn active_family(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("x-codex-active-limit")?.to_str().ok()?;
+    Some(family_id(value)).filter(|id| !id.is_empty())
+}
+
+fn header_windows(headers: &HeaderMap, prefix: &str, now_ms: u64) -> Vec<UsageWindow> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let whole = |name: &str| text(name).and_then(|v| v.trim().parse::<u64>().ok());
+    ["primary", "secondary"]
+        .into_iter()
+        .filter_map(|slot| {
+            let used_percent = text(&format!("{prefix}-{slot}-used-percent"))?
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite())?;
+            Some(UsageWindow {
+                window_seconds: whole(&format!("{prefix}-{slot}-window-minutes"))
+                    .filter(|&m| m > 0)
+                    .map(|m| m.saturating_mul(60)),
+                used_percent,
+                resets_at_ms: reset_time(
+                    whole(&format!("{prefix}-{slot}-reset-at")),
+                    whole(&format!("{prefix}-{slot}-reset-after-seconds")),
+                    now_ms,
+                ),
+            })
+        })
+        .filter(|w| !w.is_no_data())
+        .collect()
+}
+
+fn header_credits(headers: &HeaderMap) -> Option<Credits> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let flag = |name: &str| text(name).map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let has_credits = flag("x-codex-credits-has-credits");
+    let unlimited = flag("x-codex-credits-unlimited");
+    let balance = text("x-codex-credits-balance").and_then(|v| v.trim().parse::<f64>().ok());
+    if has_credits.is_none() && unlimited.is_none() && balance.is_none() {
+        return None;
+    }
+    Some(Credits {
+        has_credits: has_credits.unwrap_or(false),
+        unlimited: unlimited.unwrap_or(false),
+        balance: balance.filter(|b| b.is_finite()),
     })
 }
 
@@ -229,6 +471,17 @@ mod tests {
     fn window(kind_seconds: u64, used: f64, reset_in_s: u64) -> Value {
         json!({"used_percent": used, "limit_window_seconds": kind_seconds,
                "reset_after_seconds": reset_in_s, "reset_at": NOW / 1000 + reset_in_s})
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
     }
 
     #[test]
@@ -246,6 +499,38 @@ mod tests {
     }
 
     #[test]
+    fn every_plan_shape_reads_by_length_and_no_data_windows_are_left_out() {
+        // Free: a 30-day window and a "no data" secondary (0%, no length, no reset).
+        let free = json!({"plan_type": "free", "rate_limit": {
+            "primary_window": window(30 * DAY_S, 12.0, 1000),
+            "secondary_window": {"used_percent": 0, "limit_window_seconds": null,
+                                 "reset_after_seconds": null, "reset_at": null}}});
+        let seen = from_payload(&free, NOW).unwrap();
+        assert_eq!(seen.usage.windows.len(), 1, "{:?}", seen.usage.windows);
+        assert_eq!(seen.usage.windows[0].kind(), WindowKind::Monthly);
+        assert!(!seen.usage.is_untouched(NOW));
+        // Plus with a monthly meter: 5 h, weekly, and (in headers, minutes) a 31-day month.
+        let seen = from_headers(
+            &headers(&[
+                ("x-codex-primary-used-percent", "0"),
+                ("x-codex-primary-window-minutes", "0"),
+                ("x-codex-primary-reset-at", ""),
+                ("x-codex-secondary-used-percent", "4"),
+                ("x-codex-secondary-window-minutes", "44640"),
+                ("x-codex-secondary-reset-after-seconds", "100"),
+            ]),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            seen.usage.windows.len(),
+            1,
+            "the 0-minute window is no data"
+        );
+        assert_eq!(seen.usage.windows[0].kind(), WindowKind::Monthly);
+    }
+
+    #[test]
     fn missing_and_null_fields_are_tolerated() {
         for payload in [
             json!({}),
@@ -253,6 +538,8 @@ mod tests {
             json!({"rate_limit": null}),
             json!({"rate_limit": {"primary_window": {"used_percent": null}}}),
             json!({"rate_limit": {"primary_window": "x", "secondary_window": 3}}),
+            json!({"credits": null, "additional_rate_limits": null, "rate_limit_reached_type": null}),
+            json!({"additional_rate_limits": [null, 3, {"rate_limit": null}]}),
         ] {
             assert_eq!(from_payload(&payload, NOW), None, "{payload}");
         }
@@ -260,34 +547,82 @@ mod tests {
         let seen = from_payload(&sparse, NOW).unwrap();
         assert_eq!(seen.usage.windows[0].kind(), WindowKind::Other);
         assert_eq!(seen.usage.windows[0].resets_at_ms, None);
+        let odd = json!({"credits": {"balance": "lots"}, "rate_limit_reached_type": 7});
+        let seen = from_payload(&odd, NOW).unwrap();
+        assert_eq!(seen.usage.credits, Some(Credits::default()));
+        assert_eq!(seen.usage.reached, None);
     }
 
     #[test]
-    fn additional_limits_are_kept_by_name() {
+    fn additional_limits_are_families_with_their_own_windows() {
         let payload = json!({"rate_limit": {"primary_window": window(FIVE_HOURS_S, 1.0, 10)},
-            "additional_rate_limits": [{"limit_name": "gpt-6-pro", "rate_limit": {
-                "primary_window": window(WEEK_S, 50.0, 10)}}]});
+            "additional_rate_limits": [
+                {"limit_name": "GPT-5.3-Codex-Spark", "metered_feature": "codex_bengalfox",
+                 "rate_limit": {"primary_window": window(WEEK_S, 100.0, 10)}},
+                {"limit_name": "Other Model", "rate_limit": null}],
+            "credits": {"has_credits": true, "unlimited": false, "balance": "12.5"},
+            "rate_limit_reached_type": {"type": "workspace_member_credits_depleted"}});
         let seen = from_payload(&payload, NOW).unwrap();
-        assert_eq!(seen.usage.windows.len(), 2);
-        assert_eq!(seen.usage.windows[1].name.as_deref(), Some("gpt-6-pro"));
+        assert_eq!(seen.usage.windows.len(), 1);
+        let spark = seen.usage.family("codex_bengalfox").unwrap();
+        assert_eq!(spark.name.as_deref(), Some("GPT-5.3-Codex-Spark"));
+        assert_eq!(spark.windows[0].used_percent, 100.0);
+        // Without a metered feature, the name is the id.
+        assert!(seen.usage.family("other model").unwrap().windows.is_empty());
+        assert_eq!(
+            seen.usage.windows_of("codex_bengalfox")[0].used_percent,
+            100.0
+        );
+        assert_eq!(seen.usage.windows_of(MAIN_FAMILY)[0].used_percent, 1.0);
+        assert_eq!(seen.usage.windows_of("unknown")[0].used_percent, 1.0);
+        assert_eq!(
+            seen.usage.spent_until(NOW),
+            None,
+            "the main family can serve"
+        );
+        let credits = seen.usage.credits.as_ref().unwrap();
+        assert_eq!(credits.balance, Some(12.5));
+        assert!(credits.can_pay());
+        assert_eq!(
+            seen.usage.reached.as_deref(),
+            Some("workspace_member_credits_depleted")
+        );
+    }
+
+    #[test]
+    fn credits_pay_when_unlimited_or_with_a_balance() {
+        let credits = |has_credits, unlimited, balance| Credits {
+            has_credits,
+            unlimited,
+            balance,
+        };
+        assert!(credits(false, true, Some(0.0)).can_pay());
+        assert!(credits(true, false, Some(1.0)).can_pay());
+        assert!(credits(true, false, None).can_pay());
+        assert!(!credits(true, false, Some(0.0)).can_pay());
+        assert!(!credits(false, false, Some(50.0)).can_pay());
     }
 
     #[test]
     fn headers_give_the_same_view() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("x-codex-primary-used-percent", "12.5"),
-            ("x-codex-primary-window-minutes", "300"),
-            ("x-codex-primary-reset-after-seconds", "60"),
-            ("x-codex-secondary-used-percent", "40"),
-            ("x-codex-secondary-window-minutes", "10080"),
-            ("x-codex-secondary-reset-at", "1770000900"),
-            ("x-codex-plan-type", "pro"),
-        ] {
-            headers.insert(name, value.parse().unwrap());
-        }
-        let seen = from_headers(&headers, NOW).unwrap();
+        let seen = from_headers(
+            &headers(&[
+                ("x-codex-primary-used-percent", "12.5"),
+                ("x-codex-primary-window-minutes", "300"),
+                ("x-codex-primary-reset-after-seconds", "60"),
+                ("x-codex-secondary-used-percent", "40"),
+                ("x-codex-secondary-window-minutes", "10080"),
+                ("x-codex-secondary-reset-at", "1770000900"),
+                ("x-codex-plan-type", "pro"),
+                ("x-codex-credits-has-credits", "True"),
+                ("x-codex-credits-unlimited", "false"),
+                ("x-codex-credits-balance", "3"),
+            ]),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(seen.plan.as_deref(), Some("pro"));
+        assert_eq!(seen.source, Source::Headers);
         let five = seen.usage.window(WindowKind::FiveHour).unwrap();
         assert_eq!(
             (five.used_percent, five.resets_at_ms),
@@ -295,7 +630,59 @@ mod tests {
         );
         let weekly = seen.usage.window(WindowKind::Weekly).unwrap();
         assert_eq!(weekly.resets_at_ms, Some(1_770_000_900_000));
+        assert_eq!(
+            seen.usage.credits,
+            Some(Credits {
+                has_credits: true,
+                unlimited: false,
+                balance: Some(3.0)
+            })
+        );
         assert_eq!(from_headers(&HeaderMap::new(), NOW), None);
+    }
+
+    #[test]
+    fn family_headers_are_filed_under_their_family_and_the_active_one_is_named() {
+        let spark = [
+            ("x-codex-bengalfox-primary-used-percent", "100"),
+            ("x-codex-bengalfox-primary-window-minutes", "300"),
+            ("x-codex-bengalfox-primary-reset-after-seconds", "600"),
+            ("x-codex-bengalfox-limit-name", "GPT-5.3-Codex-Spark"),
+        ];
+        let main = [
+            ("x-codex-primary-used-percent", "7"),
+            ("x-codex-primary-window-minutes", "300"),
+        ];
+        // A main-model request: the plain headers are the main family's.
+        let mut pairs: Vec<_> = main.iter().chain(&spark).copied().collect();
+        pairs.push(("x-codex-active-limit", "codex"));
+        let seen = from_headers(&headers(&pairs), NOW).unwrap();
+        assert_eq!(seen.active_family.as_deref(), Some(MAIN_FAMILY));
+        assert_eq!(seen.usage.windows[0].used_percent, 7.0);
+        let family = seen.usage.family("codex_bengalfox").unwrap();
+        assert_eq!(family.name.as_deref(), Some("GPT-5.3-Codex-Spark"));
+        assert_eq!(family.windows[0].used_percent, 100.0);
+
+        // A Spark request, with the family's own headers: the plain ones may carry either
+        // family's numbers, so they are not taken as the main family's.
+        let mut pairs: Vec<_> = main.iter().chain(&spark).copied().collect();
+        pairs.push(("x-codex-active-limit", "codex_bengalfox"));
+        let seen = from_headers(&headers(&pairs), NOW).unwrap();
+        assert!(seen.usage.windows.is_empty(), "{:?}", seen.usage.windows);
+        assert_eq!(
+            seen.usage.family("codex_bengalfox").unwrap().windows[0].used_percent,
+            100.0
+        );
+
+        // A Spark request without the family's own headers: the plain ones are the family's.
+        let mut pairs: Vec<_> = main.to_vec();
+        pairs.push(("x-codex-active-limit", "codex-bengalfox"));
+        let seen = from_headers(&headers(&pairs), NOW).unwrap();
+        assert!(seen.usage.windows.is_empty());
+        assert_eq!(
+            seen.usage.family("codex_bengalfox").unwrap().windows[0].used_percent,
+            7.0
+        );
     }
 
     #[test]
@@ -303,11 +690,11 @@ mod tests {
         let usage = Usage {
             observed_at_ms: NOW,
             windows: vec![UsageWindow {
-                name: None,
                 window_seconds: Some(WEEK_S),
                 used_percent: 100.0,
                 resets_at_ms: Some(NOW + 10),
             }],
+            ..Usage::default()
         };
         assert_eq!(usage.spent_until(NOW), Some(NOW + 10));
         assert!(!usage.is_untouched(NOW));
@@ -316,30 +703,104 @@ mod tests {
     }
 
     #[test]
-    fn merging_keeps_windows_the_headers_do_not_carry() {
-        let named = UsageWindow {
-            name: Some("extra".into()),
-            window_seconds: Some(WEEK_S * 4),
-            used_percent: 3.0,
-            resets_at_ms: None,
+    fn the_binding_window_is_the_longest_with_a_reset_ahead() {
+        let w = |seconds, reset: Option<u64>| UsageWindow {
+            window_seconds: Some(seconds),
+            used_percent: 10.0,
+            resets_at_ms: reset,
         };
-        let weekly = |used| UsageWindow {
-            name: None,
+        let set = [
+            w(FIVE_HOURS_S, Some(NOW + 1)),
+            w(30 * DAY_S, Some(NOW + 9)),
+            w(WEEK_S, Some(NOW + 5)),
+        ];
+        assert_eq!(
+            windows::binding(&set, NOW).unwrap().kind(),
+            WindowKind::Monthly
+        );
+        let passed = [w(FIVE_HOURS_S, Some(NOW + 1)), w(WEEK_S, Some(NOW - 1))];
+        assert_eq!(
+            windows::binding(&passed, NOW).unwrap().kind(),
+            WindowKind::FiveHour
+        );
+        assert!(windows::binding(&[w(WEEK_S, None)], NOW).is_none());
+    }
+
+    fn weekly(used: f64) -> UsageWindow {
+        UsageWindow {
             window_seconds: Some(WEEK_S),
             used_percent: used,
             resets_at_ms: None,
-        };
+        }
+    }
+
+    fn family(id: &str, used: f64) -> FamilyUsage {
+        FamilyUsage {
+            id: id.into(),
+            name: None,
+            windows: vec![weekly(used)],
+        }
+    }
+
+    #[test]
+    fn headers_replace_the_families_they_carry_and_the_endpoint_replaces_everything() {
         let old = Usage {
             observed_at_ms: NOW,
-            windows: vec![weekly(10.0), named.clone()],
+            windows: vec![weekly(10.0)],
+            families: vec![family("spark", 50.0), family("other", 5.0)],
+            credits: Some(Credits::default()),
+            reached: Some("rate_limit_reached".into()),
         };
-        let new = Usage {
+        let from_reply = Usage {
             observed_at_ms: NOW + 1,
-            windows: vec![weekly(11.0)],
+            families: vec![family("spark", 60.0)],
+            ..Usage::default()
         };
-        let merged = Usage::merge(Some(old.clone()), new.clone());
-        assert_eq!(merged.windows, vec![weekly(11.0), named]);
+        let merged = Usage::merge(Some(old.clone()), from_reply.clone(), Source::Headers);
+        assert_eq!(merged.windows, old.windows, "not carried: kept");
+        assert_eq!(
+            merged.families,
+            vec![family("spark", 60.0), family("other", 5.0)]
+        );
+        assert_eq!(merged.credits, old.credits);
+        assert_eq!(merged.observed_at_ms, NOW + 1);
+
+        let from_endpoint = Usage {
+            observed_at_ms: NOW + 2,
+            windows: vec![weekly(11.0)],
+            ..Usage::default()
+        };
+        let replaced = Usage::merge(
+            Some(merged.clone()),
+            from_endpoint.clone(),
+            Source::Endpoint,
+        );
+        assert_eq!(replaced, from_endpoint);
         // An older observation never overwrites a newer one.
-        assert_eq!(Usage::merge(Some(merged.clone()), old), merged);
+        assert_eq!(
+            Usage::merge(Some(replaced.clone()), from_reply, Source::Headers),
+            replaced
+        );
+    }
+
+    #[test]
+    fn a_view_shows_a_limit_lifted_only_below_what_was_seen_when_it_came() {
+        let usage = Usage {
+            observed_at_ms: NOW,
+            windows: vec![weekly(40.0)],
+            families: vec![family("spark", 97.0)],
+            ..Usage::default()
+        };
+        assert!(usage.shows_below(MAIN_FAMILY, 100.0, NOW));
+        assert!(usage.shows_below("spark", 100.0, NOW));
+        // A limit that came at 98%: 97% is news, 98% or more is not.
+        assert!(usage.shows_below("spark", 98.0, NOW));
+        assert!(!usage.shows_below("spark", 97.0, NOW));
+        assert!(!usage.shows_below("unreported", 100.0, NOW));
+        let reached = Usage {
+            reached: Some("workspace_owner_credits_depleted".into()),
+            ..usage
+        };
+        assert!(!reached.shows_below(MAIN_FAMILY, 100.0, NOW));
     }
 }

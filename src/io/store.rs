@@ -11,6 +11,10 @@
 //! A file of an older schema is converted by [`MIGRATIONS`]; its original bytes are kept as
 //! `dispatch.json.v<N>.bak` before the first write in the new schema.
 //!
+//! Reading and parsing costs more than a request should pay, so each read and write also gives
+//! the identity of the file it saw ([`FileIdentity`]: device, inode, size, modification time);
+//! a caller that keeps the parsed contents re-reads only when the identity on disk changed.
+//!
 //! The file holds tokens, so it is refused outright (nothing read, nothing written) when it is
 //! a symbolic link, is not a regular file, or it or its folder belongs to another user: a
 //! write must never land somewhere else, and a file someone else controls must not be trusted.
@@ -25,6 +29,41 @@ use crate::error::{Error, ErrorKind};
 
 const FILE_NAME: &str = "dispatch.json";
 const TEMP_PREFIX: &str = "dispatch.json.tmp-";
+
+/// One version of the file on disk. Every write renames a new file into place (a new inode);
+/// an edit in place changes the size or the modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileIdentity {
+    fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let (device, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (device, inode) = (0, 0);
+        Self {
+            device,
+            inode,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        }
+    }
+}
+
+/// The file's contents and the identity of the bytes they came from (`None`: no file).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub file: AccountsFile,
+    pub identity: Option<FileIdentity>,
+}
 
 /// Handle on the accounts file of one agent directory. Cheap; does no I/O until used.
 #[derive(Clone, Debug)]
@@ -59,15 +98,37 @@ impl Store {
 
     /// The current contents; a missing file is an empty pool.
     pub fn load(&self) -> Result<AccountsFile, Error> {
-        Ok(self.read()?.map_or_else(
-            || AccountsFile::empty(SCHEMA_VERSION),
-            |(_, parsed)| parsed.file,
-        ))
+        Ok(self.load_identified()?.file)
     }
 
-    /// The file's bytes and what they say; `None` when there is no file. Refuses a link, a
-    /// non-file and a file or folder of another user before reading a byte of it.
-    fn read(&self) -> Result<Option<(Vec<u8>, Parsed)>, Error> {
+    /// The current contents and the identity of the file they were read from.
+    pub fn load_identified(&self) -> Result<Loaded, Error> {
+        Ok(match self.read()? {
+            Some(read) => Loaded {
+                file: read.parsed.file,
+                identity: Some(read.identity),
+            },
+            None => Loaded {
+                file: AccountsFile::empty(SCHEMA_VERSION),
+                identity: None,
+            },
+        })
+    }
+
+    /// The identity of the file on disk now, without reading it or following a link; `None`
+    /// when there is no file.
+    pub fn identity(&self) -> Result<Option<FileIdentity>, Error> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) => Ok(Some(FileIdentity::of(&meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io_error("cannot inspect", e)),
+        }
+    }
+
+    /// The file's bytes, what they say and their identity; `None` when there is no file.
+    /// Refuses a link, a non-file and a file or folder of another user before reading a byte
+    /// of it.
+    fn read(&self) -> Result<Option<Read>, Error> {
         self.check_dir()?;
         let mut file = match nofollow_options().read(true).open(&self.path) {
             Ok(file) => file,
@@ -90,7 +151,11 @@ impl Store {
         io::Read::read_to_end(&mut file, &mut bytes)
             .map_err(|e| self.io_error("cannot read", e))?;
         let parsed = parse_with(&self.path, &bytes, self.migrations)?;
-        Ok(Some((bytes, parsed)))
+        Ok(Some(Read {
+            bytes,
+            parsed,
+            identity: FileIdentity::of(&meta),
+        }))
     }
 
     /// Refuses a folder that is not a folder or belongs to another user. A missing folder is
@@ -181,15 +246,23 @@ impl Store {
         &self,
         change: impl FnOnce(&mut AccountsFile) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        Ok(self.update_identified(change)?.0)
+    }
+
+    /// [`Store::update`], also giving the contents written and the identity of the new file.
+    pub fn update_identified<T>(
+        &self,
+        change: impl FnOnce(&mut AccountsFile) -> Result<T, Error>,
+    ) -> Result<(T, Loaded), Error> {
         self.ensure_dir()?;
         let _lock = self.lock()?;
         self.remove_stale_temps();
-        let read = self.read()?;
-        let (mut file, older) = match read {
-            Some((bytes, parsed)) if parsed.from_version < SCHEMA_VERSION => {
-                (parsed.file, Some((bytes, parsed.from_version)))
+        let (mut file, older) = match self.read()? {
+            Some(read) if read.parsed.from_version < SCHEMA_VERSION => {
+                let version = read.parsed.from_version;
+                (read.parsed.file, Some((read.bytes, version)))
             }
-            Some((_, parsed)) => (parsed.file, None),
+            Some(read) => (read.parsed.file, None),
             None => (AccountsFile::empty(SCHEMA_VERSION), None),
         };
         let out = change(&mut file)?;
@@ -197,8 +270,14 @@ impl Store {
             self.keep_backup(&bytes, version)?;
         }
         file.version = SCHEMA_VERSION;
-        self.replace(&file)?;
-        Ok(out)
+        let identity = self.replace(&file)?;
+        Ok((
+            out,
+            Loaded {
+                file,
+                identity: Some(identity),
+            },
+        ))
     }
 
     /// Applies `change` to one account, found by its local id, under the same guarantees as
@@ -339,7 +418,8 @@ impl Store {
         }
     }
 
-    fn replace(&self, file: &AccountsFile) -> Result<(), Error> {
+    /// Writes `file` in place of the old one; returns the new file's identity.
+    fn replace(&self, file: &AccountsFile) -> Result<FileIdentity, Error> {
         let mut bytes = serde_json::to_vec_pretty(file).map_err(|e| {
             Error::new(ErrorKind::StoreIo, "cannot encode the accounts file").with_source(e)
         })?;
@@ -354,14 +434,24 @@ impl Store {
                 .open(&temp_path)?;
             temp.write_all(&bytes)?;
             temp.sync_all()?;
+            // The rename keeps the inode, size and modification time.
+            let identity = FileIdentity::of(&temp.metadata()?);
             fs::rename(&temp_path, &self.path)?;
-            sync_dir(&self.dir)
+            sync_dir(&self.dir)?;
+            Ok(identity)
         })();
         written.map_err(|e| {
             let _ = fs::remove_file(&temp_path);
             self.io_error("cannot write", e)
         })
     }
+}
+
+/// What one read of the file found.
+struct Read {
+    bytes: Vec<u8>,
+    parsed: Parsed,
+    identity: FileIdentity,
 }
 
 /// Files created with owner-only access from the first byte (the umask can only narrow it).

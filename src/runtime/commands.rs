@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
-use crate::domain::select::{self, Availability, Reason};
+use crate::domain::account::Settings;
+use crate::domain::select::{self, Need, Reason};
 use crate::domain::status::{AccountStatus, Choice, PoolStatus};
 use crate::domain::text;
+use crate::domain::usage::MAIN_FAMILY;
 use crate::error::{Error, ErrorKind};
 use crate::io::clock::now_ms;
 use crate::runtime::context::Context;
@@ -29,9 +31,10 @@ pub async fn status(
     let file = ctx.pool.snapshot()?;
     let now = now_ms();
     let seat = session.and_then(|s| ctx.pool.seat(s));
+    let need = Need::main(file.settings.spend_money);
     let active = ctx
         .pool
-        .choose(session, &file, now, |_| false)
+        .choose(session, &file, &need, now, |_| false)
         .map(|(account, reason)| Choice::new(account, reason, seat.as_ref()));
     Ok(PoolStatus::build(
         ctx.store.path().display().to_string(),
@@ -39,6 +42,7 @@ pub async fn status(
         active,
         fetch_errors,
         ctx.pool.last_write_error(),
+        file.settings.clone(),
         now,
     ))
 }
@@ -49,14 +53,37 @@ pub fn use_account(ctx: &Context, session: &str, label: &str) -> Result<AccountS
     let file = ctx.pool.snapshot()?;
     let now = now_ms();
     let account = file.labelled(label)?;
-    let availability = select::availability(account, now);
-    if availability != Availability::Ready {
+    let spend_money = file.settings.spend_money;
+    if !select::admits(account, &Need::main(spend_money), now) {
+        let availability = select::availability(account, MAIN_FAMILY, now);
+        let paid_by = select::paid_by(account, MAIN_FAMILY, now);
         return Err(Error::new(
             ErrorKind::Unavailable,
-            text::cannot_pin(label, &text::report::availability(&availability)),
+            text::cannot_pin(
+                label,
+                &text::report::standing(&availability, paid_by, spend_money),
+            ),
         ));
     }
     ctx.pool.pin(session, &account.id);
     let choice = Choice::new(account, Reason::Pinned, ctx.pool.seat(session).as_ref());
     Ok(AccountStatus::of(account, Some(&choice), now))
+}
+
+/// The pool's settings and the file they are kept in.
+pub fn settings(ctx: &Context) -> Result<(Settings, String), Error> {
+    let file = ctx.pool.snapshot()?;
+    Ok((
+        file.settings.clone(),
+        ctx.store.path().display().to_string(),
+    ))
+}
+
+/// Allows or stops requests that cost money (see [`Settings::spend_money`]), for every pi
+/// process sharing the file.
+pub fn set_spend_money(ctx: &Context, on: bool) -> Result<(), Error> {
+    ctx.store.update(|file| {
+        file.settings.spend_money = on;
+        Ok(())
+    })
 }

@@ -35,8 +35,11 @@ pub struct Context {
 pub struct Timeouts {
     /// One call to the token endpoint (refresh or code exchange).
     pub token: Duration,
-    /// One account's usage fetch, both paths together.
+    /// One account's usage fetch.
     pub usage: Duration,
+    /// How long a session's first pick waits for the usage of accounts whose view is missing
+    /// or stale; the pick then uses what arrived.
+    pub usage_before_pick: Duration,
     /// A client of the proxy sending its request line and headers.
     pub request_head: Duration,
     /// A client of the proxy sending its whole request body.
@@ -53,6 +56,9 @@ impl Timeouts {
         token: Duration::from_secs(30),
         // Per account, so one slow account cannot hold up the others.
         usage: Duration::from_secs(5),
+        // A usage round trip is a few hundred milliseconds; a slower endpoint must not hold up
+        // the first answer for long.
+        usage_before_pick: Duration::from_millis(1500),
         request_head: Duration::from_secs(10),
         // A conversation with images is tens of MiB; on loopback even that takes well under this.
         request_body: Duration::from_secs(60),
@@ -102,15 +108,17 @@ impl Context {
             endpoints.token_url(),
             timeouts.token,
         ));
+        let pool = Arc::new(Pool::new(store.clone()));
         let usage = Arc::new(UsageFeed::new(
-            store.clone(),
             http.clone(),
             auth.clone(),
             endpoints.clone(),
+            pool.clone(),
             timeouts.usage,
+            timeouts.usage_before_pick,
         ));
         Self {
-            pool: Arc::new(Pool::new(store.clone())),
+            pool,
             endpoints,
             store,
             http,

@@ -4,6 +4,9 @@
 //! Account changes (a bench, usage from reply headers) are known to this process at once and
 //! written to the shared file by one background writer, in order and batched, so the request
 //! path never waits for a disk flush and other pi processes still learn them shortly after.
+//!
+//! The parsed file is kept, with the identity of the file it came from, and read again only
+//! when the file on disk has another identity: a request pays a `stat`, not a parse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +21,11 @@ use tokio::sync::mpsc;
 use crate::config;
 use crate::domain::account::{Account, AccountsFile, Change};
 use crate::domain::failure::Failure;
-use crate::domain::select::{self, Moved, Reason, Sessions};
+use crate::domain::select::{self, Moved, Need, Reason, Sessions};
 use crate::domain::text;
 use crate::domain::usage::Observation;
 use crate::error::Error;
-use crate::io::store::Store;
+use crate::io::store::{FileIdentity, Loaded, Store};
 
 /// Told to a session once, after a request moved it to another account.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,9 +54,13 @@ struct State {
     last_write_error: Option<String>,
 }
 
+/// The file as last read or written, and the identity of that file.
+type Parsed = Option<(FileIdentity, Arc<AccountsFile>)>;
+
 pub struct Pool {
     store: Store,
     state: Arc<Mutex<State>>,
+    parsed: Arc<Mutex<Parsed>>,
     writes: mpsc::UnboundedSender<u64>,
     queued: Mutex<Option<mpsc::UnboundedReceiver<u64>>>,
     writer_started: AtomicBool,
@@ -81,6 +88,7 @@ impl Pool {
                 notices: HashMap::new(),
                 last_write_error: None,
             })),
+            parsed: Arc::default(),
             writes,
             queued: Mutex::new(Some(queued)),
             writer_started: AtomicBool::new(false),
@@ -88,7 +96,7 @@ impl Pool {
     }
 
     /// The accounts file with this process's unwritten changes applied.
-    pub fn snapshot(&self) -> Result<AccountsFile, Error> {
+    pub fn snapshot(&self) -> Result<Arc<AccountsFile>, Error> {
         // Copy the pending changes before reading the file: a change written in between is
         // then applied twice, which is harmless, instead of not at all.
         let pending: Vec<(String, Change)> = self
@@ -98,11 +106,26 @@ impl Pool {
             .iter()
             .map(|p| (p.account_id.clone(), p.change.clone()))
             .collect();
-        let mut file = self.store.load()?;
+        let file = self.file()?;
+        if pending.is_empty() {
+            return Ok(file);
+        }
+        let mut file = AccountsFile::clone(&file);
         for (id, change) in &pending {
             file.apply_change(id, change);
         }
-        Ok(file)
+        Ok(Arc::new(file))
+    }
+
+    /// The file as it is on disk: the kept one while the file's identity is unchanged.
+    fn file(&self) -> Result<Arc<AccountsFile>, Error> {
+        let on_disk = self.store.identity()?;
+        if let (Some(identity), Some((kept, file))) = (on_disk, &*self.parsed.lock())
+            && identity == *kept
+        {
+            return Ok(file.clone());
+        }
+        Ok(keep(&self.parsed, self.store.load_identified()?))
     }
 
     /// The account for a session's next request, and why; `excluded` are already tried.
@@ -110,6 +133,7 @@ impl Pool {
         &self,
         session: Option<&str>,
         file: &'a AccountsFile,
+        need: &Need<'_>,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
     ) -> Option<(&'a Account, Reason)> {
@@ -121,6 +145,7 @@ impl Pool {
             session,
             &file.accounts,
             served_before,
+            need,
             now_ms,
             excluded,
             &mut state.rng,
@@ -135,17 +160,17 @@ impl Pool {
         self.state.lock().sessions.pin(session, account_id);
     }
 
-    /// Records which account served the session; when that moved the session off another
-    /// account, the session is owed a notice.
-    /// The shared file learns the binding (with the fingerprints of the history's items the
-    /// account cannot read, `foreign`) only when it changed: a session that stays on its
-    /// account costs no write.
+    /// Records which account served the session's request of `family`; when that moved the
+    /// session off another account, the session is owed a notice. The shared file learns the
+    /// binding (with the fingerprints of the history's items the account cannot read,
+    /// `foreign`) only when it changed: a session that stays on its account costs no write.
     #[allow(clippy::too_many_arguments)]
     pub fn settle(
         &self,
         session: &str,
         served_by: &Account,
         reason: Reason,
+        family: &str,
         file: &AccountsFile,
         failures: &[(String, Failure)],
         foreign: Vec<String>,
@@ -190,7 +215,7 @@ impl Pool {
         };
         let from = accounts.iter().find(|a| a.id == from_id);
         let failed_here = failures.iter().find(|(id, _)| *id == from_id);
-        let availability = from.map(|a| select::availability(a, now_ms));
+        let availability = from.map(|a| select::availability(a, family, now_ms));
         let why = match (failed_here, &availability) {
             (Some((_, failure)), _) => text::report::failure(failure),
             (None, Some(a)) => text::report::availability(a),
@@ -236,16 +261,33 @@ impl Pool {
         self.start_writer();
     }
 
-    /// A failed attempt: the account's new state, if the failure changes it.
+    /// A failed attempt of a request of `family`: a limit on a family, or the account's new
+    /// state, if the failure changes either.
     pub fn record_failure(
         &self,
         account_id: &str,
         failure: &Failure,
+        family: &str,
         seen: Option<&Observation>,
         now_ms: u64,
     ) {
-        if let Some(change) = failure.account_change(seen, now_ms) {
+        if let Some(limit) = failure.family_limit(family, seen, now_ms) {
+            self.record(account_id, Change::Limited(limit));
+        } else if let Some(change) = failure.account_change(now_ms) {
             self.record(account_id, change);
+        }
+    }
+
+    /// What a reply said about the family `model` counts against, when that is news.
+    pub fn learn_family(&self, file: &AccountsFile, model: &str, family: &str) {
+        if file.model_families.get(model).map(String::as_str) != Some(family) {
+            self.record(
+                "",
+                Change::ModelFamily {
+                    model: model.to_owned(),
+                    family: family.to_owned(),
+                },
+            );
         }
     }
 
@@ -283,6 +325,7 @@ impl Pool {
         let store = self.store.clone();
         // The writer must not keep the pool alive: it ends once the pool is gone.
         let state = Arc::downgrade(&self.state);
+        let parsed = Arc::downgrade(&self.parsed);
         tokio::spawn(async move {
             while let Some(first) = queued.recv().await {
                 let mut last = first;
@@ -302,7 +345,7 @@ impl Pool {
                 drop(shared);
                 let written = store
                     .off_thread(move |store| {
-                        store.update(|file| {
+                        store.update_identified(|file| {
                             for (id, change) in &batch {
                                 file.apply_change(id, change);
                             }
@@ -313,6 +356,10 @@ impl Pool {
                 let Some(shared) = state.upgrade() else {
                     return;
                 };
+                // What was written is the file on disk now: the next read need not parse it.
+                if let (Ok((_, loaded)), Some(parsed)) = (&written, parsed.upgrade()) {
+                    keep(&parsed, loaded.clone());
+                }
                 let mut shared = shared.lock();
                 shared.pending.retain(|p| p.seq > last);
                 // Shown by the status command.
@@ -320,4 +367,11 @@ impl Pool {
             }
         });
     }
+}
+
+/// Keeps `loaded` as the parsed file of its identity, and returns it.
+fn keep(parsed: &Mutex<Parsed>, loaded: Loaded) -> Arc<AccountsFile> {
+    let file = Arc::new(loaded.file);
+    *parsed.lock() = loaded.identity.map(|identity| (identity, file.clone()));
+    file
 }

@@ -115,11 +115,11 @@ pub fn ordered_usage(i: usize) -> Usage {
     Usage {
         observed_at_ms: now,
         windows: vec![UsageWindow {
-            name: None,
             window_seconds: Some(7 * 24 * 3600),
             used_percent: 10.0,
             resets_at_ms: Some(now + (i as u64 + 1) * 3_600_000),
         }],
+        ..Usage::default()
     }
 }
 
@@ -142,6 +142,7 @@ pub fn account(id: &str) -> Account {
         state: AccountState::Usable,
         usage: None,
         attention: None,
+        limits: Vec::new(),
         added_at_ms: 0,
     }
 }
@@ -209,6 +210,12 @@ impl Rig {
     }
 
     pub fn pi_request_in(&self, session: &str) -> reqwest::RequestBuilder {
+        self.pi_request_for(session, "gpt-test")
+    }
+
+    /// A request for `model`, named as the extension names it (the model header) and in the
+    /// body.
+    pub fn pi_request_for(&self, session: &str, model: &str) -> reqwest::RequestBuilder {
         client()
             .post(self.url())
             .bearer_auth(self.proxy.credential())
@@ -219,7 +226,8 @@ impl Rig {
             .header("originator", "pi")
             .header("session_id", session)
             .header("x-client-request-id", "request-456")
-            .body(r#"{"model":"gpt-test","input":[],"stream":true}"#)
+            .header("x-pi-dispatch-model", model)
+            .body(format!(r#"{{"model":"{model}","input":[],"stream":true}}"#))
     }
 
     /// Sends raw bytes, for requests no well-behaved client library would make.

@@ -92,7 +92,7 @@ fn seed(rig: &Rig) -> Vec<Account> {
         };
         old.usage = Some(Usage {
             observed_at_ms: 40 + n as u64,
-            windows: Vec::new(),
+            ..Usage::default()
         });
         accounts.push(old);
         for k in 0..CHANGES_PER_PROCESS {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::common;
 use super::common::{Rig, client, one_account, rig, rig_timed};
-use dispatch_sim::{Behavior, Script, TokenBehavior, UsageEndpointScript};
+use dispatch_sim::{Behavior, CdnChallenge, Script, TokenBehavior, UsageEndpointScript};
 use pi_dispatch::AccountState;
 use pi_dispatch::Endpoints;
 use pi_dispatch::Proxy;
@@ -133,41 +133,107 @@ async fn a_hanging_usage_endpoint_returns_on_time_with_the_older_data_stale() {
 }
 
 #[tokio::test]
-async fn a_403_on_one_usage_path_falls_back_to_the_other() {
-    for endpoint in [
-        UsageEndpointScript {
-            wham_status: Some(403),
+async fn a_cdn_challenge_on_the_usage_path_is_reported_as_such_and_no_other_path_is_asked() {
+    let rig = rig_timed(
+        usage_script(UsageEndpointScript {
+            cdn_challenge: CdnChallenge::Always,
             ..Default::default()
-        },
-        UsageEndpointScript {
-            codex_status: Some(403),
-            ..Default::default()
-        },
-    ] {
-        let rig = rig_timed(usage_script(endpoint.clone()), None, SHORT).await;
-        let old = age_usage(&rig);
-        let fetched = rig
-            .ctx
-            .usage
-            .refresh_older_than(Duration::ZERO)
-            .await
-            .unwrap();
-        assert!(
-            fetched[0].result.is_ok(),
-            "{endpoint:?}: {:?}",
-            fetched[0].result
-        );
-        let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
-        assert!(usage.observed_at_ms > old, "{endpoint:?}");
-    }
+        }),
+        None,
+        SHORT,
+    )
+    .await;
+    let old = age_usage(&rig);
+    let fetched = rig
+        .ctx
+        .usage
+        .refresh_older_than(Duration::ZERO)
+        .await
+        .unwrap();
+    let error = common::show(fetched[0].result.as_ref().unwrap_err().chain());
+    assert!(
+        error.contains("/wham/usage")
+            && error.contains("Cloudflare")
+            && error.contains("challenge"),
+        "{error}"
+    );
+    assert!(
+        error.contains("the login is fine"),
+        "not an auth failure: {error}"
+    );
+    let stats = rig.sim.stats();
+    let counts = stats.account("acct-a");
+    assert_eq!(
+        (counts.wham_usage, counts.codex_usage),
+        (1, 0),
+        "no fallback path"
+    );
+    assert_eq!(counts.cdn_challenged, 1);
+    let account = rig.store.load().unwrap().accounts.remove(0);
+    assert_eq!(
+        account.usage.unwrap().observed_at_ms,
+        old,
+        "the older data is kept"
+    );
+    assert_eq!(
+        account.state,
+        AccountState::Usable,
+        "nothing happens to the account"
+    );
+
+    // Status says so, next to the stale row.
+    let status = pi_dispatch::runtime::commands::status(&rig.ctx, None, true)
+        .await
+        .unwrap();
+    let report = common::show(pi_dispatch::domain::text::report::status(
+        &status,
+        now_ms(),
+        &jiff::tz::TimeZone::UTC,
+    ));
+    assert!(
+        report.contains("\n    stale: 1h 0m old; /backend-api/wham/usage: the CDN in front of ChatGPT (Cloudflare) answered with a challenge page"),
+        "{report}"
+    );
 }
 
-/// A raw usage server: `/wham/usage` answers `wham`, `/codex/usage` answers `codex`, each a
-/// complete 200 reply body. Returns the backend base URL and the paths asked, in order.
-async fn raw_usage_server(
-    wham: &'static str,
-    codex: &'static str,
-) -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
+#[tokio::test]
+async fn usage_calls_introduce_themselves_as_codex_cli_and_pass_a_cdn_that_challenges_bare_clients()
+{
+    let rig = rig_timed(
+        usage_script(UsageEndpointScript {
+            cdn_challenge: CdnChallenge::WithoutUserAgent,
+            ..Default::default()
+        }),
+        None,
+        SHORT,
+    )
+    .await;
+    let old = age_usage(&rig);
+    let fetched = rig
+        .ctx
+        .usage
+        .refresh_older_than(Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(fetched[0].result.is_ok(), "{:?}", fetched[0].result);
+    rig.ctx.pool.flush().await;
+    let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
+    assert!(usage.observed_at_ms > old);
+    let calls = rig.sim.stats().usage_requests;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].path, "/backend-api/wham/usage");
+    assert_eq!(calls[0].originator.as_deref(), Some("codex_cli_rs"));
+    let agent = calls[0].user_agent.clone().unwrap_or_default();
+    assert!(
+        agent.starts_with("codex_cli_rs/0.")
+            && agent.contains(&format!("; {}) pi-dispatch/", std::env::consts::ARCH)),
+        "{agent}"
+    );
+}
+
+/// A raw usage server: every path answers `body`, a complete 200 reply body. Returns the
+/// backend base URL and the paths asked, in order.
+async fn raw_usage_server(body: &'static str) -> (String, Arc<parking_lot::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/backend-api/", listener.local_addr().unwrap());
     let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -179,13 +245,8 @@ async fn raw_usage_server(
                 let Some(head) = read_head(&mut stream).await else {
                     return;
                 };
-                let path = head.split(' ').nth(1).unwrap_or_default().to_string();
-                let body = if path.ends_with("/wham/usage") {
-                    wham
-                } else {
-                    codex
-                };
-                log.lock().push(path);
+                log.lock()
+                    .push(head.split(' ').nth(1).unwrap_or_default().to_string());
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -204,13 +265,13 @@ const GOOD_USAGE: &str = r#"{"plan_type":"plus","rate_limit":{"primary_window":{
 async fn a_usage_reply_that_is_not_json_is_an_error_for_that_account_and_the_older_data_kept() {
     let rig = rig(Script::default_accounts(1)).await;
     let old = age_usage(&rig);
-    let (base, asked) = raw_usage_server(NOT_JSON, NOT_JSON).await;
+    let (base, asked) = raw_usage_server(NOT_JSON).await;
     let ctx = Arc::new(context_to(&rig, &base).with_timeouts(SHORT));
     let fetched = ctx.usage.refresh_older_than(Duration::ZERO).await.unwrap();
     let error = common::show(fetched[0].result.as_ref().unwrap_err().chain());
-    // Both paths were tried, and the message says what was wrong with each.
-    assert_eq!(asked.lock().len(), 2, "{:?}", asked.lock());
-    assert_eq!(error.matches("reply is not JSON").count(), 2, "{error}");
+    // One path, and the message says what was wrong with it.
+    assert_eq!(*asked.lock(), ["/backend-api/wham/usage"]);
+    assert_eq!(error.matches("reply is not JSON").count(), 1, "{error}");
     assert!(
         !error.contains("used_perc"),
         "the reply body is not echoed: {error}"
@@ -223,11 +284,12 @@ async fn a_usage_reply_that_is_not_json_is_an_error_for_that_account_and_the_old
     );
     assert_eq!(account.state, AccountState::Usable);
 
-    // Garbage on one path only: the other path's answer is taken.
-    let (base, _) = raw_usage_server(NOT_JSON, GOOD_USAGE).await;
+    // A good answer is taken.
+    let (base, _) = raw_usage_server(GOOD_USAGE).await;
     let ctx = Arc::new(context_to(&rig, &base).with_timeouts(SHORT));
     let fetched = ctx.usage.refresh_older_than(Duration::ZERO).await.unwrap();
     assert!(fetched[0].result.is_ok(), "{:?}", fetched[0].result);
+    ctx.pool.flush().await;
     let usage = rig.store.load().unwrap().accounts.remove(0).usage.unwrap();
     assert!(usage.observed_at_ms > old);
     assert_eq!(usage.windows[0].used_percent, 42.0);

@@ -475,7 +475,7 @@ async fn logging_in_again_updates_the_tokens_and_keeps_id_label_and_history() {
     let first = rig.store.load().unwrap().accounts.remove(0);
     let usage = Usage {
         observed_at_ms: 42,
-        windows: Vec::new(),
+        ..Usage::default()
     };
     let kept = usage.clone();
     rig.store

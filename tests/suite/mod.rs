@@ -15,3 +15,4 @@ mod refresh;
 mod rotation;
 mod select;
 mod store;
+mod usage;

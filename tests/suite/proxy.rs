@@ -108,6 +108,11 @@ async fn upstream_sees_the_account_token_and_pi_headers_never_the_proxy_credenti
     ] {
         assert_eq!(seen.header(name), Some(value), "{name} passed through");
     }
+    assert_eq!(
+        seen.header("x-pi-dispatch-model"),
+        None,
+        "the extension's model header stays between pi and the proxy"
+    );
     let secret = rig.proxy.credential().rsplit('.').next().unwrap();
     for (name, value) in &seen.headers {
         assert!(

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use super::common;
 use super::common::{Rig, rig, rig_with_states};
 use dispatch_sim::{Behavior, Outcome, Script, StreamErrorStyle};
+use pi_dispatch::domain::select::{self, Availability};
+use pi_dispatch::domain::usage::MAIN_FAMILY;
 use pi_dispatch::now_ms;
 use pi_dispatch::{Account, AccountState};
 
@@ -33,6 +35,14 @@ async fn stored(rig: &Rig, label: &str) -> Account {
         .unwrap()
 }
 
+/// Resting for the main family's models, by a bench or a limit.
+fn benched(account: &Account) -> bool {
+    matches!(
+        select::availability(account, MAIN_FAMILY, now_ms()),
+        Availability::Benched { .. }
+    )
+}
+
 fn responses(rig: &Rig, id: &str) -> u64 {
     rig.sim.stats().account(id).responses
 }
@@ -48,9 +58,12 @@ async fn a_usage_limit_benches_the_account_until_its_reset_and_moves_on() {
         "pi never sees the failed attempt"
     );
 
+    // The limit rests the family the request counted against (the sim names it), not the
+    // whole account.
     let a = stored(&rig, "acct-a").await;
-    match a.state {
-        AccountState::Benched { until_ms, reason } => {
+    assert_eq!(a.state, AccountState::Usable);
+    match select::availability(&a, MAIN_FAMILY, now_ms()) {
+        Availability::Benched { until_ms, reason } => {
             assert_eq!(reason, "usage limit");
             let expected = before + 3_600_000;
             assert!(
@@ -81,10 +94,7 @@ async fn a_usage_limit_inside_the_stream_is_rotated_in_both_styles() {
                 1,
                 "the failed attempt's opening events were held back: {text}"
             );
-            assert!(matches!(
-                stored(&rig, "acct-a").await.state,
-                AccountState::Benched { .. }
-            ));
+            assert!(benched(&stored(&rig, "acct-a").await));
         }
     }
 }
@@ -299,10 +309,8 @@ async fn a_bench_is_in_the_file_before_pi_has_its_reply() {
         let text = answer(&rig).await;
         // Read straight from disk: no flush, as another process would.
         let file = rig.store.load().unwrap();
-        let benched = |label: &str| {
-            let account = file.accounts.iter().find(|a| a.label == label).unwrap();
-            matches!(account.state, AccountState::Benched { .. })
-        };
+        let benched =
+            |label: &str| benched(file.accounts.iter().find(|a| a.label == label).unwrap());
         assert!(benched("acct-a"), "exhausted: {exhausted}");
         assert_eq!(benched("acct-b"), exhausted);
         assert_eq!(text.contains("hello from acct-b"), !exhausted, "{text}");
@@ -356,11 +364,11 @@ async fn a_session_keeps_its_account_and_other_sessions_are_chosen_afresh() {
             b.usage = Some(pi_dispatch::Usage {
                 observed_at_ms: now_ms() + 60_000,
                 windows: vec![pi_dispatch::UsageWindow {
-                    name: None,
                     window_seconds: Some(18_000),
                     used_percent: 0.0,
                     resets_at_ms: None,
                 }],
+                ..Default::default()
             })
         })
         .unwrap();

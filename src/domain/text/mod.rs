@@ -55,6 +55,41 @@ pub const ACCOUNT_REMOVED: &str = "the account was removed";
 pub const WAS_REMOVED: &str = "was removed";
 pub const REFRESH_TOKEN_REFUSED: &str = "the token endpoint refused the refresh token";
 
+/// The words for a `rate_limit_reached_type` about a workspace, when it is one.
+pub fn workspace_limit(reached: &str) -> Option<&'static str> {
+    match reached {
+        "workspace_owner_credits_depleted" | "workspace_member_credits_depleted" => {
+            Some("workspace credits depleted")
+        }
+        "workspace_owner_usage_limit_reached" | "workspace_member_usage_limit_reached" => {
+            Some("workspace usage limit reached")
+        }
+        _ => None,
+    }
+}
+
+// ---- Usage calls ----
+
+/// A usage call the CDN in front of the backend answered with its challenge page.
+pub fn cdn_challenge(path: &str) -> String {
+    format!(
+        "{path}: the CDN in front of ChatGPT (Cloudflare) answered with a challenge page \
+         (HTTP 403): it blocked this call; the login is fine"
+    )
+}
+
+// ---- Settings ----
+
+pub fn spend_set(on: bool) -> String {
+    if on {
+        "pi-dispatch: paid requests are on: once every account's included quota is spent, \
+         accounts whose credits pay and usage-based plans serve, at your expense."
+            .into()
+    } else {
+        "pi-dispatch: paid requests are off: credits and usage-based plans are never used.".into()
+    }
+}
+
 // ---- The proxy ----
 
 /// A rotation, told once to the session it moved.
@@ -223,6 +258,7 @@ pub const DEVICE_NO_CODE: &str = "the device login's answer has no device id or 
 pub const DEVICE_APPROVAL_NOT_JSON: &str = "the device login's approval is not JSON";
 pub const DEVICE_APPROVAL_NO_CODE: &str = "the device login's approval has no authorization code";
 pub const REFRESH_TASK_FAILED: &str = "the token refresh task failed";
+pub const USAGE_TASK_FAILED: &str = "the usage fetch task failed";
 
 pub fn not_a_token_answer(problem: &str) -> String {
     format!("the token endpoint's answer is not a token response ({problem})")

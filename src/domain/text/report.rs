@@ -4,10 +4,11 @@
 use jiff::tz::TimeZone;
 
 use super::{BENCH_CDN, countdown, when};
-use crate::domain::account::AttentionKind;
+use crate::domain::account::{AttentionKind, Settings};
 use crate::domain::failure::Failure;
-use crate::domain::select::{Availability, Reason};
-use crate::domain::status::{AccountStatus, PoolStatus, WindowStatus};
+use crate::domain::select::{Availability, PaidBy, Reason};
+use crate::domain::status::{AccountStatus, FamilyStatus, PoolStatus, WindowStatus};
+use crate::domain::usage::{Credits, WindowKind};
 
 /// A failed attempt, in words for a person.
 pub fn failure(failure: &Failure) -> String {
@@ -61,7 +62,11 @@ pub fn availability(availability: &Availability) -> String {
     match availability {
         Availability::Ready => "can serve".into(),
         Availability::Benched { reason, .. } => reason.clone(),
-        Availability::Spent { .. } => "usage limit reached".into(),
+        Availability::Spent { reached, .. } => reached
+            .as_deref()
+            .and_then(super::workspace_limit)
+            .unwrap_or("usage limit reached")
+            .into(),
         Availability::NeedsLogin { .. } => "needs /dispatch-login".into(),
         Availability::NeedsAttention(attention) => attention_reason(attention.kind).into(),
         Availability::Disabled { reason } => reason.clone(),
@@ -78,12 +83,151 @@ fn reason(reason: &Reason, now_ms: u64, tz: &TimeZone) -> String {
         Reason::Untouched => {
             "untouched: every window at 0%, so using it starts its clocks now".into()
         }
-        Reason::SoonestWeeklyReset { resets_at_ms } => format!(
-            "its weekly window resets soonest, so what it has left is lost first ({})",
+        Reason::SoonestReset { resets_at_ms, kind } => format!(
+            "its {} window resets soonest, so what it has left is lost first ({})",
+            window_name(*kind),
             when(*resets_at_ms, now_ms, tz)
         ),
         Reason::Any { .. } => {
-            "no account is untouched or has a known weekly reset; picked at random".into()
+            "no account is untouched or has a known reset; picked at random".into()
+        }
+        Reason::UsageUnknown { .. } => "no account's usage could be learned (see the stale rows); \
+             picked at random"
+            .into(),
+        Reason::Paid { .. } => "every account's included quota is spent and paid requests are on \
+             (/dispatch-settings), so this one spends money"
+            .into(),
+    }
+}
+
+/// Why an account was not asked, when no account could answer: its state, and whether money
+/// could have paid.
+pub fn standing(availability: &Availability, paid_by: Option<PaidBy>, spend_money: bool) -> String {
+    match (availability, paid_by) {
+        (Availability::Ready, Some(by)) => {
+            format!("its usage-based plan {}", paid_tag(by, spend_money))
+        }
+        (other, Some(by)) => format!(
+            "{}; {}",
+            self::availability(other),
+            paid_tag(by, spend_money)
+        ),
+        (other, None) => self::availability(other),
+    }
+}
+
+/// How money could pay for an account, and whether the user allows it.
+fn paid_tag(by: PaidBy, spend_money: bool) -> String {
+    let what = match by {
+        PaidBy::Credits => "credits would pay",
+        PaidBy::UsageBasedPlan => "bills every request",
+    };
+    if spend_money {
+        format!("{what}: used once no account has included quota")
+    } else {
+        format!("{what}, but paid requests are off (/dispatch-settings spend on)")
+    }
+}
+
+fn window_name(kind: WindowKind) -> &'static str {
+    match kind {
+        WindowKind::FiveHour => "5-hour",
+        WindowKind::Weekly => "weekly",
+        WindowKind::Monthly => "monthly",
+        WindowKind::Other => "longest",
+    }
+}
+
+/// "usage limit, back Tue 09:00, in 2h 14m"
+fn resting(availability: &Availability, now_ms: u64, tz: &TimeZone) -> String {
+    let back = availability
+        .back_at()
+        .map_or_else(|| "later".to_owned(), |at| when(at, now_ms, tz));
+    format!("{}, back {back}", self::availability(availability))
+}
+
+/// "GPT-5.3-Codex-Spark: 5h 100% used (resets …) · week 20% used  [usage limit, back …]"
+fn family_line(family: &FamilyStatus, now_ms: u64, tz: &TimeZone) -> String {
+    let windows = if family.windows.is_empty() {
+        "no windows reported".to_owned()
+    } else {
+        family
+            .windows
+            .iter()
+            .map(|w| window(window_label(w.kind), Some(w), now_ms, tz))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let tag = match &family.availability {
+        rest @ (Availability::Benched { .. } | Availability::Spent { .. }) => {
+            format!("  [{}]", resting(rest, now_ms, tz))
+        }
+        _ => String::new(),
+    };
+    format!("{}: {windows}{tag}", family.name)
+}
+
+fn credits(credits: &Credits) -> Option<String> {
+    if credits.unlimited {
+        return Some("credits: unlimited".into());
+    }
+    let balance = credits.balance.filter(|b| *b > 0.0);
+    match (credits.has_credits, balance) {
+        (_, Some(balance)) => Some(format!("credits: {} left", amount(balance))),
+        (true, None) => Some("credits: some left".into()),
+        (false, None) => None,
+    }
+}
+
+/// 120 → "120", 12.5 → "12.5".
+fn amount(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The paid-requests setting, as the status report's last line says it.
+pub fn spend_setting(spend_money: bool) -> String {
+    if spend_money {
+        "Paid requests: on. Credits and usage-based plans serve once every included quota is \
+         spent (/dispatch-settings spend off stops that)."
+            .into()
+    } else {
+        "Paid requests: off. Credits and usage-based plans are never used (/dispatch-settings \
+         spend on allows them once every included quota is spent)."
+            .into()
+    }
+}
+
+/// `/dispatch-settings` without arguments.
+pub fn settings(settings: &Settings, path: &str) -> String {
+    let spend = if settings.spend_money {
+        "spend on: once every account's included quota is spent, accounts whose credits pay and \
+         usage-based plans serve, at your expense"
+    } else {
+        "spend off: credits and usage-based plans are never used"
+    };
+    format!(
+        "pi-dispatch settings ({path}):\n  {spend}.\nChange with /dispatch-settings spend on|off."
+    )
+}
+
+fn window_label(kind: WindowKind) -> &'static str {
+    match kind {
+        WindowKind::FiveHour => "5h",
+        WindowKind::Weekly => "week",
+        WindowKind::Monthly => "month",
+        WindowKind::Other => "other",
+    }
+}
+
+fn window(name: &str, w: Option<&WindowStatus>, now_ms: u64, tz: &TimeZone) -> String {
+    match w {
+        None => format!("{name} —"),
+        Some(w) => {
+            let reset = w.resets_at_ms.map_or_else(String::new, |at| {
+                format!(" (resets {})", when(at, now_ms, tz))
+            });
+            format!("{name} {}% used{reset}", w.used_percent.round())
         }
     }
 }
@@ -191,7 +335,7 @@ pub fn status_lines(pool: &PoolStatus, now_ms: u64, tz: &TimeZone) -> Vec<Line> 
     lines.push(vec![span(header, Tone::Dim)]);
     for account in &pool.accounts {
         lines.push(row(account, &columns, now_ms));
-        for detail in details(account, now_ms, tz) {
+        for detail in details(account, pool.settings.spend_money, now_ms, tz) {
             // A detail is a sentence with a command in it: never cut, even if it wraps.
             lines.push(vec![span(format!("    {detail}"), Tone::Muted)]);
         }
@@ -212,6 +356,10 @@ pub fn status_lines(pool: &PoolStatus, now_ms: u64, tz: &TimeZone) -> Vec<Line> 
         None => "No account can serve now.".into(),
     };
     lines.push(vec![span(closing, Tone::Plain)]);
+    lines.push(vec![span(
+        spend_setting(pool.settings.spend_money),
+        Tone::Muted,
+    )]);
     if let Some(error) = &pool.write_error {
         lines.push(vec![span(
             format!("Warning: could not save what was learned: {error}"),
@@ -349,18 +497,11 @@ fn state_tag(account: &AccountStatus) -> (String, Tone) {
 
 /// What an account's row cannot say: why it cannot serve and until when, its other windows,
 /// and how old its usage is when stale.
-fn details(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> Vec<String> {
+fn details(account: &AccountStatus, spend_money: bool, now_ms: u64, tz: &TimeZone) -> Vec<String> {
     let mut details = Vec::new();
     match &account.availability {
-        Availability::Benched { .. } | Availability::Spent { .. } => {
-            let back = account
-                .availability
-                .back_at()
-                .map_or_else(|| "later".to_owned(), |at| when(at, now_ms, tz));
-            details.push(format!(
-                "{}, back {back}",
-                availability(&account.availability)
-            ));
+        rest @ (Availability::Benched { .. } | Availability::Spent { .. }) => {
+            details.push(resting(rest, now_ms, tz));
         }
         Availability::NeedsLogin { .. } => {
             details.push(format!("needs login: /dispatch-login {}", account.label));
@@ -382,15 +523,22 @@ fn details(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> Vec<String> {
         Availability::Disabled { reason } => details.push(format!("unusable: {reason}")),
         Availability::Ready => {}
     }
-    for other in &account.other_windows {
-        let reset = other.resets_at_ms.map_or_else(String::new, |at| {
-            format!(", resets {}", when(at, now_ms, tz))
-        });
-        details.push(format!(
-            "{}: {}% used{reset}",
-            other.name.as_deref().unwrap_or("other"),
-            other.used_percent.round()
-        ));
+    if !account.other_windows.is_empty() {
+        let others: Vec<String> = account
+            .other_windows
+            .iter()
+            .map(|w| window(window_label(w.kind), Some(w), now_ms, tz))
+            .collect();
+        details.push(others.join(" · "));
+    }
+    for family in &account.families {
+        details.push(family_line(family, now_ms, tz));
+    }
+    if let Some(credits) = account.credits.as_ref().and_then(credits) {
+        details.push(credits);
+    }
+    if let Some(by) = account.paid_by {
+        details.push(paid_tag(by, spend_money));
     }
     if account.stale {
         details.push(format!("stale: {}", staleness(account, now_ms)));
@@ -400,24 +548,12 @@ fn details(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> Vec<String> {
 
 /// "5h 12% used (resets Tue 09:00, in 2h 14m) · week —"
 pub fn windows(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> String {
-    let window = |name: &str, w: Option<&WindowStatus>| match w {
-        None => format!("{name} —"),
-        Some(w) => {
-            let reset = w.resets_at_ms.map_or_else(String::new, |at| {
-                format!(" (resets {})", when(at, now_ms, tz))
-            });
-            format!("{name} {}% used{reset}", w.used_percent.round())
-        }
-    };
     let mut parts = vec![
-        window("5h", account.five_hour.as_ref()),
-        window("week", account.weekly.as_ref()),
+        window("5h", account.five_hour.as_ref(), now_ms, tz),
+        window("week", account.weekly.as_ref(), now_ms, tz),
     ];
     for other in &account.other_windows {
-        parts.push(window(
-            other.name.as_deref().unwrap_or("other"),
-            Some(other),
-        ));
+        parts.push(window(window_label(other.kind), Some(other), now_ms, tz));
     }
     parts.join(" · ")
 }
@@ -464,7 +600,7 @@ mod tests {
         Some(WindowStatus {
             used_percent: used,
             resets_at_ms: Some(NOW + reset_in_h * 3_600_000),
-            name: None,
+            kind: WindowKind::Other,
         })
     }
 
@@ -495,6 +631,9 @@ mod tests {
                 window((i * 29 % 101) as f64, 48)
             },
             other_windows: Vec::new(),
+            families: Vec::new(),
+            credits: None,
+            paid_by: None,
             usage_observed_at_ms: Some(NOW),
             stale: i % 9 == 8,
             fetch_error: None,
@@ -523,6 +662,7 @@ mod tests {
                 preview: false,
             }),
             write_error: None,
+            settings: Settings::default(),
         }
     }
 
@@ -586,8 +726,8 @@ mod tests {
             !text.lines().any(|l| l.ends_with(' ')),
             "no trailing spaces: {text}"
         );
-        assert!(text.ends_with(
-            "This session uses acct-0: untouched: every window at 0%, so using it starts its clocks now."
-        ));
+        assert!(text.contains(
+            "\nThis session uses acct-0: untouched: every window at 0%, so using it starts its clocks now.\nPaid requests: off."
+        ), "{text}");
     }
 }

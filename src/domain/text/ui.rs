@@ -8,6 +8,7 @@ pub struct Ui {
     pub describe_login: &'static str,
     pub describe_remove: &'static str,
     pub describe_rename: &'static str,
+    pub describe_settings: &'static str,
     pub describe_broken: &'static str,
     /// `{message}`: any problem the core reported.
     pub failed: &'static str,
@@ -57,6 +58,10 @@ pub struct Ui {
     pub no_accounts: &'static str,
     /// `{usage}`, `{labels}`.
     pub choose_usage: &'static str,
+    pub settings_usage: &'static str,
+    pub spend_title: &'static str,
+    pub spend_on: &'static str,
+    pub spend_off: &'static str,
 }
 
 pub const UI: Ui = Ui {
@@ -65,6 +70,7 @@ pub const UI: Ui = Ui {
     describe_login: "Add a ChatGPT account to the pool, or log one in again: /dispatch-login [label] [--browser|--device]",
     describe_remove: "Remove an account from the pool: /dispatch-remove [label]",
     describe_rename: "Give an account another label: /dispatch-rename <label> <new label>",
+    describe_settings: "Show or change the pool's settings: /dispatch-settings [spend on|off] (paid requests)",
     describe_broken: "pi-dispatch is not working: shows why",
     failed: "pi-dispatch: {message}",
     cannot_start: "pi-dispatch could not start: {message}",
@@ -101,4 +107,8 @@ pub const UI: Ui = Ui {
     rename_kept: "pi-dispatch: nothing was renamed.",
     no_accounts: "pi-dispatch: no accounts yet. Add one with /dispatch-login.",
     choose_usage: "pi-dispatch: usage: {usage} (accounts: {labels})",
+    settings_usage: "pi-dispatch: usage: /dispatch-settings [spend on|off]",
+    spend_title: "Once every account's included quota is spent, may pi-dispatch use credits and usage-based plans (at your expense)?",
+    spend_on: "Yes: spend on",
+    spend_off: "No: spend off",
 };

@@ -16,12 +16,13 @@ use super::relay::{
     HeldFailure, ProxyBody, exhausted_message, failure_stream, full_bytes, hold_back,
     read_error_body, respond,
 };
-use crate::domain::account::{Account, Change};
+use crate::domain::account::{Account, AccountsFile, Change};
 use crate::domain::conversation::{Foreign, strip_foreign_state};
 use crate::domain::failure::{Action, Failure};
-use crate::domain::select;
+use crate::domain::select::{self, Need, Reason};
 use crate::domain::text;
 use crate::domain::usage::{self, Observation};
+use crate::error::Error;
 use crate::io::clock::now_ms;
 use crate::runtime::auth::TokenError;
 use crate::runtime::context::Context;
@@ -55,6 +56,10 @@ impl From<Failure> for Failed {
     }
 }
 
+/// The model of the request, set by the extension on every model it mirrors (`index.ts`);
+/// never sent upstream. It decides the request's limit family.
+const MODEL_HEADER: &str = "x-pi-dispatch-model";
+
 /// Answers one model request: the session's account first, and on a failure before any output
 /// the next account the policy picks, with the same body, until one serves or none is left.
 pub async fn forward(
@@ -67,51 +72,62 @@ pub async fn forward(
         &parts.headers,
     );
     let session = session_id(&parts.headers);
+    let model = model_of(&parts.headers);
 
     let mut tried = HashSet::new();
     let mut failures: Vec<(String, Failure)> = Vec::new();
     let mut waited = false;
     while tried.len() < MAX_ATTEMPTS {
-        let file = match ctx.pool.snapshot() {
-            Ok(file) => file,
+        let Seated {
+            file,
+            family,
+            account,
+            reason,
+        } = match seat(ctx, session.as_deref(), model.as_deref(), &tried).await {
+            Ok(Some(seated)) => seated,
+            Ok(None) => {
+                // Nothing left to try: when the first account is back soon, wait for it, once.
+                let wait = ctx.pool.snapshot().ok().and_then(|file| {
+                    brief_wait(&file.accounts, &file.family_of(model.as_deref()), now_ms())
+                });
+                match wait {
+                    Some(wait) if !waited => {
+                        // pi going away meanwhile drops this future, and the wait with it.
+                        tokio::time::sleep(wait).await;
+                        waited = true;
+                        tried.clear();
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
             Err(e) => return Ok(failure_stream(&text::proxy_store_problem(&e.chain()))),
         };
-        let now = now_ms();
-        let Some((account, reason)) = ctx
-            .pool
-            .choose(session.as_deref(), &file, now, |a| tried.contains(&a.id))
-        else {
-            match brief_wait(&file.accounts, now) {
-                Some(wait) if !waited => {
-                    // pi going away meanwhile drops this future, and the wait with it.
-                    tokio::time::sleep(wait).await;
-                    waited = true;
-                    tried.clear();
-                    continue;
-                }
-                _ => break,
-            }
-        };
-        let account = account.clone();
         tried.insert(account.id.clone());
         // Only the account that served the session can read its reasoning.
         let known = session
             .as_deref()
-            .and_then(|s| file.binding(s, now))
+            .and_then(|s| file.binding(s, now_ms()))
             .filter(|b| b.account_id == account.id)
             .map(|b| b.foreign.as_slice());
         match attempt(ctx, &parts.headers, &account, &body, known).await {
             Ok((response, foreign)) => {
+                let active = usage::active_family(response.headers());
+                learn_family(ctx, &file, model.as_deref(), active.as_deref());
                 if let Some(session) = &session {
-                    ctx.pool
-                        .settle(session, &account, reason, &file, &failures, foreign, now);
+                    let now = now_ms();
+                    ctx.pool.settle(
+                        session, &account, reason, &family, &file, &failures, foreign, now,
+                    );
                 }
                 persist_failures(ctx, &failures).await;
                 return Ok(response);
             }
             Err(Failed { failure, seen, .. }) => {
+                let active = seen.as_ref().and_then(|s| s.active_family.as_deref());
+                learn_family(ctx, &file, model.as_deref(), active);
                 ctx.pool
-                    .record_failure(&account.id, &failure, seen.as_ref(), now_ms());
+                    .record_failure(&account.id, &failure, &family, seen.as_ref(), now_ms());
                 failures.push((account.id, failure));
                 let overloaded: Vec<&str> = failures
                     .iter()
@@ -128,25 +144,90 @@ pub async fn forward(
     }
     persist_failures(ctx, &failures).await;
     let message = match ctx.pool.snapshot() {
-        Ok(file) => exhausted_message(
-            &file.accounts,
-            &failures,
-            now_ms(),
-            &jiff::tz::TimeZone::system(),
-        ),
+        Ok(file) => {
+            let family = file.family_of(model.as_deref());
+            let need = Need {
+                family: &family,
+                spend_money: file.settings.spend_money,
+            };
+            let tz = jiff::tz::TimeZone::system();
+            exhausted_message(&file.accounts, &failures, &need, now_ms(), &tz)
+        }
         Err(e) => text::proxy_store_problem(&e.chain()),
     };
     Ok(failure_stream(&message))
 }
 
-/// How long until the first account is back, when that is soon enough to wait for.
-fn brief_wait(accounts: &[Account], now_ms: u64) -> Option<Duration> {
+/// How long until the first account is back for `family`, when that is soon enough to wait for.
+fn brief_wait(accounts: &[Account], family: &str, now_ms: u64) -> Option<Duration> {
     let back = accounts
         .iter()
-        .filter_map(|a| select::availability(a, now_ms).back_at())
+        .filter_map(|a| select::availability(a, family, now_ms).back_at())
         .min()?;
     let wait = back.saturating_sub(now_ms);
     (wait <= BRIEF_WAIT_MS).then(|| Duration::from_millis(wait))
+}
+
+/// The account a request goes to, with the pool it was chosen from.
+struct Seated {
+    file: Arc<AccountsFile>,
+    /// The limit family the request counts against.
+    family: String,
+    account: Account,
+    reason: Reason,
+}
+
+/// The seat step: the session's own account while it can serve; else the policy's pick, made
+/// once every account's usage is known and fresh ([`crate::runtime::usage::UsageFeed::before_pick`]).
+async fn seat(
+    ctx: &Context,
+    session: Option<&str>,
+    model: Option<&str>,
+    tried: &HashSet<String>,
+) -> Result<Option<Seated>, Error> {
+    let file = ctx.pool.snapshot()?;
+    let chosen = choose(ctx, session, model, &file, tried);
+    let sticky = chosen.as_ref().is_some_and(|s| {
+        matches!(
+            s.reason,
+            Reason::Kept | Reason::Pinned | Reason::ServedBefore
+        )
+    });
+    if sticky || !ctx.usage.before_pick(&file.accounts, now_ms()).await {
+        return Ok(chosen);
+    }
+    Ok(choose(ctx, session, model, &ctx.pool.snapshot()?, tried))
+}
+
+fn choose(
+    ctx: &Context,
+    session: Option<&str>,
+    model: Option<&str>,
+    file: &Arc<AccountsFile>,
+    tried: &HashSet<String>,
+) -> Option<Seated> {
+    let family = file.family_of(model);
+    let need = Need {
+        family: &family,
+        spend_money: file.settings.spend_money,
+    };
+    let (account, reason) = ctx
+        .pool
+        .choose(session, file, &need, now_ms(), |a| tried.contains(&a.id))
+        .map(|(account, reason)| (account.clone(), reason))?;
+    Some(Seated {
+        file: file.clone(),
+        family,
+        account,
+        reason,
+    })
+}
+
+/// A reply named the family its request counted against: remembered for the model.
+fn learn_family(ctx: &Context, file: &AccountsFile, model: Option<&str>, active: Option<&str>) {
+    if let (Some(model), Some(family)) = (model, active) {
+        ctx.pool.learn_family(file, model, family);
+    }
 }
 
 /// A bench must be in the shared file before pi has its answer: pi may exit right after it (a
@@ -156,6 +237,17 @@ async fn persist_failures(ctx: &Context, failures: &[(String, Failure)]) {
     if !failures.is_empty() {
         ctx.pool.flush_recorded(FLUSH_LIMIT).await;
     }
+}
+
+/// The model the extension named; a name longer than any model id is not one.
+fn model_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(MODEL_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|model| !model.is_empty() && model.len() <= 200)
+        .map(str::to_owned)
 }
 
 /// pi 0.73 sends `session_id`, pi 1.x `session-id`.
@@ -402,6 +494,7 @@ fn forwards(name: &HeaderName) -> bool {
         && name != header::CONTENT_LENGTH
         && name != header::ACCEPT_ENCODING
         && name.as_str() != "chatgpt-account-id"
+        && name.as_str() != MODEL_HEADER
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 
 use crate::domain::account::Account;
 use crate::domain::failure::{Action, Failure};
-use crate::domain::select::{self, Availability};
+use crate::domain::select::{self, Availability, Need};
 use crate::domain::sse::{EventReader, EventTooLarge, MAX_EVENT_BYTES, Peek};
 use crate::domain::text::{self, Unavailable};
 use crate::io::clock::now_ms;
@@ -152,19 +152,21 @@ pub async fn read_error_body(upstream: reqwest::Response) -> Bytes {
 pub fn exhausted_message(
     accounts: &[Account],
     failures: &[(String, Failure)],
+    need: &Need<'_>,
     now_ms: u64,
     tz: &jiff::tz::TimeZone,
 ) -> String {
     let rows: Vec<Unavailable<'_>> = accounts
         .iter()
         .map(|account| {
-            let availability = select::availability(account, now_ms);
+            let availability = select::availability(account, need.family, now_ms);
             let failed_here = failures.iter().rev().find(|(id, _)| *id == account.id);
+            let paid_by = select::paid_by(account, need.family, now_ms);
             Unavailable {
                 label: &account.label,
                 why: match failed_here {
                     Some((_, failure)) => text::report::failure(failure),
-                    None => text::report::availability(&availability),
+                    None => text::report::standing(&availability, paid_by, need.spend_money),
                 },
                 needs_login: matches!(availability, Availability::NeedsLogin { .. }),
                 back_at_ms: availability.back_at(),
