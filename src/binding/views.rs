@@ -8,7 +8,7 @@ use super::{Problem, core, outcome, tz};
 use crate::domain::select::{Availability, PaidBy, Reason};
 use crate::domain::status::{AccountStatus, Choice, FamilyStatus, PoolStatus, WindowStatus};
 use crate::domain::text;
-use crate::domain::text::report;
+use crate::domain::text::table;
 use crate::domain::usage::{Credits, WindowKind};
 use crate::io::clock::now_ms;
 use crate::runtime::commands;
@@ -261,18 +261,18 @@ pub struct SpanView {
     pub tone: Tone,
 }
 
-impl From<&report::Span> for SpanView {
-    fn from(span: &report::Span) -> Self {
+impl From<&table::Span> for SpanView {
+    fn from(span: &table::Span) -> Self {
         Self {
             text: span.text.clone(),
             tone: match span.tone {
-                report::Tone::Plain => Tone::Plain,
-                report::Tone::Accent => Tone::Accent,
-                report::Tone::Muted => Tone::Muted,
-                report::Tone::Dim => Tone::Dim,
-                report::Tone::Success => Tone::Success,
-                report::Tone::Warning => Tone::Warning,
-                report::Tone::Error => Tone::Error,
+                table::Tone::Plain => Tone::Plain,
+                table::Tone::Accent => Tone::Accent,
+                table::Tone::Muted => Tone::Muted,
+                table::Tone::Dim => Tone::Dim,
+                table::Tone::Success => Tone::Success,
+                table::Tone::Warning => Tone::Warning,
+                table::Tone::Error => Tone::Error,
             },
         }
     }
@@ -296,9 +296,9 @@ pub struct PoolView {
 impl From<PoolStatus> for PoolView {
     fn from(pool: PoolStatus) -> Self {
         let active = pool.accounts.iter().find(|a| a.active);
-        let lines = text::report::status_lines(&pool, now_ms(), &tz());
+        let lines = text::table::status_lines(&pool, now_ms(), &tz());
         Self {
-            report: text::report::plain(&lines),
+            report: text::table::plain(&lines),
             lines: lines
                 .iter()
                 .map(|line| line.iter().map(SpanView::from).collect())

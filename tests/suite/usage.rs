@@ -90,7 +90,7 @@ async fn stored(rig: &Rig, label: &str) -> Account {
 }
 
 fn report(pool: &pi_dispatch::domain::status::PoolStatus) -> String {
-    common::show(pi_dispatch::domain::text::report::status(
+    common::show(pi_dispatch::domain::text::table::status(
         pool,
         now_ms(),
         &jiff::tz::TimeZone::UTC,

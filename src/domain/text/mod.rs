@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use jiff::tz::TimeZone;
 
 pub mod report;
+pub mod table;
 pub mod ui;
 
 // ---- Time ----

@@ -1,5 +1,6 @@
-//! The pool's state in words: why an account cannot serve, the `/dispatch-status` report and
-//! the footer. Layout only; the time format and the plain sentences are the parent module's.
+//! The pool's state in words: why an account cannot serve or why it was chosen, its windows,
+//! families and credits, and the footer. The `/dispatch-status` table that lays them out is
+//! [`super::table`].
 
 use jiff::tz::TimeZone;
 
@@ -7,7 +8,7 @@ use super::{BENCH_CDN, countdown, when};
 use crate::domain::account::{AttentionKind, Settings};
 use crate::domain::failure::Failure;
 use crate::domain::select::{Availability, PaidBy, Reason};
-use crate::domain::status::{AccountStatus, FamilyStatus, PoolStatus, WindowStatus};
+use crate::domain::status::{AccountStatus, FamilyStatus, WindowStatus};
 use crate::domain::usage::{Credits, WindowKind};
 
 /// A failed attempt, in words for a person.
@@ -73,7 +74,7 @@ pub fn availability(availability: &Availability) -> String {
     }
 }
 
-fn reason(reason: &Reason, now_ms: u64, tz: &TimeZone) -> String {
+pub(super) fn reason(reason: &Reason, now_ms: u64, tz: &TimeZone) -> String {
     match reason {
         Reason::Pinned => "pinned with /dispatch-use".into(),
         Reason::Kept => "this session already uses it (keeps the prompt cache warm)".into(),
@@ -117,7 +118,7 @@ pub fn standing(availability: &Availability, paid_by: Option<PaidBy>, spend_mone
 }
 
 /// How money could pay for an account, and whether the user allows it.
-fn paid_tag(by: PaidBy, spend_money: bool) -> String {
+pub(super) fn paid_tag(by: PaidBy, spend_money: bool) -> String {
     let what = match by {
         PaidBy::Credits => "credits would pay",
         PaidBy::UsageBasedPlan => "bills every request",
@@ -139,7 +140,7 @@ fn window_name(kind: WindowKind) -> &'static str {
 }
 
 /// "usage limit, back Tue 09:00, in 2h 14m"
-fn resting(availability: &Availability, now_ms: u64, tz: &TimeZone) -> String {
+pub(super) fn resting(availability: &Availability, now_ms: u64, tz: &TimeZone) -> String {
     let back = availability
         .back_at()
         .map_or_else(|| "later".to_owned(), |at| when(at, now_ms, tz));
@@ -147,7 +148,7 @@ fn resting(availability: &Availability, now_ms: u64, tz: &TimeZone) -> String {
 }
 
 /// "GPT-5.3-Codex-Spark: 5h 100% used (resets …) · week 20% used  [usage limit, back …]"
-fn family_line(family: &FamilyStatus, now_ms: u64, tz: &TimeZone) -> String {
+pub(super) fn family_line(family: &FamilyStatus, now_ms: u64, tz: &TimeZone) -> String {
     let windows = if family.windows.is_empty() {
         "no windows reported".to_owned()
     } else {
@@ -167,7 +168,7 @@ fn family_line(family: &FamilyStatus, now_ms: u64, tz: &TimeZone) -> String {
     format!("{}: {windows}{tag}", family.name)
 }
 
-fn credits(credits: &Credits) -> Option<String> {
+pub(super) fn credits(credits: &Credits) -> Option<String> {
     if credits.unlimited {
         return Some("credits: unlimited".into());
     }
@@ -211,7 +212,7 @@ pub fn settings(settings: &Settings, path: &str) -> String {
     )
 }
 
-fn window_label(kind: WindowKind) -> &'static str {
+pub(super) fn window_label(kind: WindowKind) -> &'static str {
     match kind {
         WindowKind::FiveHour => "5h",
         WindowKind::Weekly => "week",
@@ -220,7 +221,7 @@ fn window_label(kind: WindowKind) -> &'static str {
     }
 }
 
-fn window(name: &str, w: Option<&WindowStatus>, now_ms: u64, tz: &TimeZone) -> String {
+pub(super) fn window(name: &str, w: Option<&WindowStatus>, now_ms: u64, tz: &TimeZone) -> String {
     match w {
         None => format!("{name} —"),
         Some(w) => {
@@ -230,320 +231,6 @@ fn window(name: &str, w: Option<&WindowStatus>, now_ms: u64, tz: &TimeZone) -> S
             format!("{name} {}% used{reset}", w.used_percent.round())
         }
     }
-}
-
-/// How a piece of the status report is meant to look; the extension maps each to a colour of
-/// pi's theme where it has one, and print mode shows plain text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tone {
-    Plain,
-    Accent,
-    Muted,
-    Dim,
-    Success,
-    Warning,
-    Error,
-}
-
-/// A run of text in one tone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Span {
-    pub text: String,
-    pub tone: Tone,
-}
-
-/// One line of the report.
-pub type Line = Vec<Span>;
-
-/// The report's width: every account row fits a standard terminal.
-pub const STATUS_WIDTH: usize = 80;
-const LABEL_WIDTH: usize = 18;
-const PLAN_WIDTH: usize = 10;
-const BAR_CELLS: usize = 5;
-/// A gauge: the bar, a space and up to "100%".
-const GAUGE_WIDTH: usize = BAR_CELLS + 5;
-const RESETS_WIDTH: usize = 8;
-
-/// The whole `/dispatch-status` report, as plain text.
-pub fn status(pool: &PoolStatus, now_ms: u64, tz: &TimeZone) -> String {
-    plain(&status_lines(pool, now_ms, tz))
-}
-
-/// Lines as plain text.
-pub fn plain(lines: &[Line]) -> String {
-    lines
-        .iter()
-        .map(|line| {
-            line.iter()
-                .map(|span| span.text.as_str())
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn span(text: impl Into<String>, tone: Tone) -> Span {
-    Span {
-        text: text.into(),
-        tone,
-    }
-}
-
-/// The report: a header, one aligned row per account (marker, label, plan, a bar and the
-/// percentage used of its 5-hour and weekly windows, the next reset, its state), under a row
-/// any detail it needs (why it cannot serve and until when, other windows by name, stale usage),
-/// and the line that says who serves the session and why. No account row is wider than
-/// [`STATUS_WIDTH`].
-pub fn status_lines(pool: &PoolStatus, now_ms: u64, tz: &TimeZone) -> Vec<Line> {
-    if pool.accounts.is_empty() {
-        let text = format!(
-            "pi-dispatch: no accounts yet ({}). Add one with /dispatch-login.",
-            pool.path
-        );
-        return vec![vec![span(text, Tone::Plain)]];
-    }
-    let columns = Columns {
-        label: column_width(
-            pool.accounts.iter().map(|a| a.label.as_str()),
-            "account",
-            LABEL_WIDTH,
-        ),
-        plan: column_width(
-            pool.accounts
-                .iter()
-                .map(|a| a.plan.as_deref().unwrap_or("—")),
-            "plan",
-            PLAN_WIDTH,
-        ),
-    };
-    let mut lines = vec![vec![span(
-        format!(
-            "pi-dispatch: {} account(s) in {}",
-            pool.accounts.len(),
-            pool.path
-        ),
-        Tone::Plain,
-    )]];
-    let header = format!(
-        "  {} {}  {}  {}  {}  state",
-        cell("account", columns.label),
-        cell("plan", columns.plan),
-        cell("5h used", GAUGE_WIDTH),
-        cell("week used", GAUGE_WIDTH),
-        cell("resets", RESETS_WIDTH),
-    );
-    lines.push(vec![span(header, Tone::Dim)]);
-    for account in &pool.accounts {
-        lines.push(row(account, &columns, now_ms));
-        for detail in details(account, pool.settings.spend_money, now_ms, tz) {
-            // A detail is a sentence with a command in it: never cut, even if it wraps.
-            lines.push(vec![span(format!("    {detail}"), Tone::Muted)]);
-        }
-    }
-    let closing = match &pool.active {
-        Some(choice) => {
-            let lead = match (&choice.reason, choice.preview) {
-                (Reason::ServedBefore, _) => "This session continues on",
-                (_, true) => "Next request goes to",
-                (_, false) => "This session uses",
-            };
-            format!(
-                "{lead} {}: {}.",
-                choice.label,
-                reason(&choice.reason, now_ms, tz)
-            )
-        }
-        None => "No account can serve now.".into(),
-    };
-    lines.push(vec![span(closing, Tone::Plain)]);
-    lines.push(vec![span(
-        spend_setting(pool.settings.spend_money),
-        Tone::Muted,
-    )]);
-    if let Some(error) = &pool.write_error {
-        lines.push(vec![span(
-            format!("Warning: could not save what was learned: {error}"),
-            Tone::Warning,
-        )]);
-    }
-    lines
-}
-
-/// The widths of the columns that depend on the pool.
-struct Columns {
-    label: usize,
-    plan: usize,
-}
-
-/// The width of a column: its longest entry or its head, at most `max`.
-fn column_width<'a>(entries: impl Iterator<Item = &'a str>, head: &str, max: usize) -> usize {
-    entries
-        .map(|e| e.chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(head.chars().count(), max)
-}
-
-/// `text` cut to `width` characters, ending in "…" when cut.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// `text` fitted and padded to exactly `width` characters.
-fn cell(text: &str, width: usize) -> String {
-    format!("{:width$}", fit(text, width))
-}
-
-/// One account's row.
-fn row(account: &AccountStatus, columns: &Columns, now_ms: u64) -> Line {
-    let (marker, label_tone) = if account.active {
-        ("▸ ", Tone::Accent)
-    } else {
-        ("  ", Tone::Plain)
-    };
-    let mut line = vec![
-        span(marker, Tone::Accent),
-        span(cell(&account.label, columns.label), label_tone),
-        span(" ", Tone::Plain),
-        span(
-            cell(account.plan.as_deref().unwrap_or("—"), columns.plan),
-            Tone::Muted,
-        ),
-    ];
-    for window in [account.five_hour.as_ref(), account.weekly.as_ref()] {
-        line.push(span("  ", Tone::Plain));
-        line.extend(gauge(window));
-    }
-    // A resting account's reset that matters is the one that brings it back.
-    let resets = account
-        .availability
-        .back_at()
-        .or_else(|| next_reset(account, now_ms))
-        .map_or_else(|| "—".to_owned(), |at| countdown(at.saturating_sub(now_ms)));
-    line.push(span(
-        format!("  {}", cell(&resets, RESETS_WIDTH)),
-        Tone::Muted,
-    ));
-    let (state, tone) = state_tag(account);
-    if state.is_empty() {
-        if let Some(last) = line.last_mut() {
-            last.text = last.text.trim_end().to_owned();
-        }
-    } else {
-        let used: usize = line.iter().map(|s| s.text.chars().count()).sum();
-        let room = STATUS_WIDTH.saturating_sub(used + 2);
-        line.push(span(format!("  {}", fit(&state, room)), tone));
-    }
-    line
-}
-
-/// "▰▰▱▱▱  42%", toned by how much is used; "—" when the window is unknown.
-fn gauge(window: Option<&WindowStatus>) -> Vec<Span> {
-    let Some(window) = window else {
-        return vec![span(cell("—", GAUGE_WIDTH), Tone::Dim)];
-    };
-    let used = window.used_percent.clamp(0.0, 100.0);
-    let filled = ((used / 100.0) * BAR_CELLS as f64).round() as usize;
-    let tone = match used {
-        u if u >= 90.0 => Tone::Error,
-        u if u >= 70.0 => Tone::Warning,
-        _ => Tone::Success,
-    };
-    vec![
-        span("▰".repeat(filled), tone),
-        span("▱".repeat(BAR_CELLS - filled), Tone::Dim),
-        span(format!(" {:>4}", format!("{}%", used.round())), tone),
-    ]
-}
-
-/// The next reset among the account's windows that is still ahead.
-fn next_reset(account: &AccountStatus, now_ms: u64) -> Option<u64> {
-    [account.five_hour.as_ref(), account.weekly.as_ref()]
-        .into_iter()
-        .flatten()
-        .chain(&account.other_windows)
-        .filter_map(|w| w.resets_at_ms)
-        .filter(|&at| at > now_ms)
-        .min()
-}
-
-/// A word or two for the row's last column, and how it looks.
-fn state_tag(account: &AccountStatus) -> (String, Tone) {
-    let mut words = Vec::new();
-    if account.active {
-        words.push(if account.pinned { "pinned" } else { "active" });
-    }
-    let (word, tone) = match &account.availability {
-        Availability::Benched { .. } => (Some("benched"), Tone::Warning),
-        Availability::Spent { .. } => (Some("spent"), Tone::Warning),
-        Availability::NeedsLogin { .. } => (Some("needs login"), Tone::Error),
-        Availability::NeedsAttention(_) => (Some("needs attention"), Tone::Error),
-        Availability::Disabled { .. } => (Some("unusable"), Tone::Error),
-        Availability::Ready if account.untouched => (Some("untouched"), Tone::Success),
-        Availability::Ready if account.active => (None, Tone::Accent),
-        Availability::Ready => (None, Tone::Plain),
-    };
-    words.extend(word);
-    if account.stale {
-        words.push("stale");
-    }
-    (words.join(", "), tone)
-}
-
-/// What an account's row cannot say: why it cannot serve and until when, its other windows,
-/// and how old its usage is when stale.
-fn details(account: &AccountStatus, spend_money: bool, now_ms: u64, tz: &TimeZone) -> Vec<String> {
-    let mut details = Vec::new();
-    match &account.availability {
-        rest @ (Availability::Benched { .. } | Availability::Spent { .. }) => {
-            details.push(resting(rest, now_ms, tz));
-        }
-        Availability::NeedsLogin { .. } => {
-            details.push(format!("needs login: /dispatch-login {}", account.label));
-        }
-        Availability::NeedsAttention(attention) => {
-            let detail = attention
-                .detail
-                .as_ref()
-                .map_or_else(String::new, |d| format!(" ({d})"));
-            details.push(format!(
-                "needs attention: {}{detail}",
-                attention_reason(attention.kind)
-            ));
-            details.push(format!(
-                "fix: {}",
-                attention_fix(attention.kind, &account.label)
-            ));
-        }
-        Availability::Disabled { reason } => details.push(format!("unusable: {reason}")),
-        Availability::Ready => {}
-    }
-    if !account.other_windows.is_empty() {
-        let others: Vec<String> = account
-            .other_windows
-            .iter()
-            .map(|w| window(window_label(w.kind), Some(w), now_ms, tz))
-            .collect();
-        details.push(others.join(" · "));
-    }
-    for family in &account.families {
-        details.push(family_line(family, now_ms, tz));
-    }
-    if let Some(credits) = account.credits.as_ref().and_then(credits) {
-        details.push(credits);
-    }
-    if let Some(by) = account.paid_by {
-        details.push(paid_tag(by, spend_money));
-    }
-    if account.stale {
-        details.push(format!("stale: {}", staleness(account, now_ms)));
-    }
-    details
 }
 
 /// "5h 12% used (resets Tue 09:00, in 2h 14m) · week —"
@@ -558,7 +245,7 @@ pub fn windows(account: &AccountStatus, now_ms: u64, tz: &TimeZone) -> String {
     parts.join(" · ")
 }
 
-fn staleness(account: &AccountStatus, now_ms: u64) -> String {
+pub(super) fn staleness(account: &AccountStatus, now_ms: u64) -> String {
     let age = account.usage_observed_at_ms.map_or_else(
         || "never fetched".to_owned(),
         |at| format!("{} old", countdown(now_ms.saturating_sub(at))),
@@ -587,147 +274,4 @@ pub fn footer(active: Option<&AccountStatus>) -> String {
         left(account.five_hour.as_ref()),
         left(account.weekly.as_ref())
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::status::Choice;
-
-    const NOW: u64 = 1_770_000_000_000;
-
-    fn window(used: f64, reset_in_h: u64) -> Option<WindowStatus> {
-        Some(WindowStatus {
-            used_percent: used,
-            resets_at_ms: Some(NOW + reset_in_h * 3_600_000),
-            kind: WindowKind::Other,
-        })
-    }
-
-    fn account(i: usize, availability: Availability) -> AccountStatus {
-        AccountStatus {
-            id: format!("id-{i}"),
-            label: if i % 7 == 3 {
-                format!("a-very-long-label-for-account-number-{i}@example.com")
-            } else {
-                format!("acct-{i}")
-            },
-            email: None,
-            plan: Some(
-                if i % 5 == 4 {
-                    "self_serve_business_usage_based"
-                } else {
-                    "plus"
-                }
-                .into(),
-            ),
-            untouched: i % 4 == 1,
-            active: i == 0,
-            pinned: false,
-            five_hour: window((i * 13 % 101) as f64, 2),
-            weekly: if i % 6 == 5 {
-                None
-            } else {
-                window((i * 29 % 101) as f64, 48)
-            },
-            other_windows: Vec::new(),
-            families: Vec::new(),
-            credits: None,
-            paid_by: None,
-            usage_observed_at_ms: Some(NOW),
-            stale: i % 9 == 8,
-            fetch_error: None,
-            availability,
-        }
-    }
-
-    fn pool(n: usize) -> PoolStatus {
-        let availability = |i: usize| match i % 5 {
-            2 => Availability::Benched {
-                until_ms: NOW + 3_600_000,
-                reason: "usage limit".into(),
-            },
-            3 => Availability::NeedsLogin {
-                reason: "refresh_token_reused".into(),
-            },
-            _ => Availability::Ready,
-        };
-        PoolStatus {
-            path: "/home/u/.pi/agent/dispatch.json".into(),
-            accounts: (0..n).map(|i| account(i, availability(i))).collect(),
-            active: Some(Choice {
-                account_id: "id-0".into(),
-                label: "acct-0".into(),
-                reason: Reason::Untouched,
-                preview: false,
-            }),
-            write_error: None,
-            settings: Settings::default(),
-        }
-    }
-
-    fn width(line: &Line) -> usize {
-        line.iter().map(|s| s.text.chars().count()).sum()
-    }
-
-    #[test]
-    fn rows_are_aligned_and_never_wider_than_80_columns() {
-        for n in [1, 5, 50] {
-            let lines = status_lines(&pool(n), NOW, &TimeZone::UTC);
-            let rows: Vec<&Line> = lines
-                .iter()
-                .filter(|l| l.first().is_some_and(|s| s.text == "▸ " || s.text == "  "))
-                .collect();
-            assert_eq!(rows.len(), n, "one row per account");
-            for row in &rows {
-                assert!(
-                    width(row) <= STATUS_WIDTH,
-                    "{n}: {:?}",
-                    plain(&[(*row).clone()])
-                );
-            }
-            // The 5-hour gauge starts in the same column on every row.
-            let starts: Vec<usize> = rows.iter().map(|row| width(&row[..4].to_vec())).collect();
-            assert!(starts.windows(2).all(|w| w[0] == w[1]), "{n}: {starts:?}");
-            let text = plain(&lines);
-            assert!(!text.contains('\u{1b}'), "no escape codes");
-            for account in &pool(n).accounts {
-                let shown = fit(&account.label, LABEL_WIDTH);
-                assert!(text.contains(&shown), "{n}: {shown} missing");
-            }
-        }
-    }
-
-    #[test]
-    fn a_row_says_at_a_glance_what_the_account_can_do() {
-        let text = status(&pool(5), NOW, &TimeZone::UTC);
-        let row = |label: &str| {
-            text.lines()
-                .find(|l| l.chars().skip(2).collect::<String>().starts_with(label))
-                .unwrap_or_else(|| panic!("{label} in {text}"))
-                .to_owned()
-        };
-        assert!(row("acct-0").starts_with("▸ acct-0"), "{text}");
-        assert!(row("acct-0").ends_with("active"), "{text}");
-        assert!(row("acct-1").ends_with("untouched"), "{text}");
-        assert!(row("acct-2").contains(" 1h 0m ") && row("acct-2").ends_with("benched"));
-        assert!(
-            text.contains("\n    usage limit, back Mon 03:40, in 1h 0m\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "needs login: /dispatch-login a-very-long-label-for-account-number-3@example.com\n"
-            ),
-            "the command is never cut: {text}"
-        );
-        assert!(row("acct-4").contains("▰▰▰▱▱  52%"), "{text}");
-        assert!(
-            !text.lines().any(|l| l.ends_with(' ')),
-            "no trailing spaces: {text}"
-        );
-        assert!(text.contains(
-            "\nThis session uses acct-0: untouched: every window at 0%, so using it starts its clocks now.\nPaid requests: off."
-        ), "{text}");
-    }
 }
