@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::common;
 use super::common::{Rig, rig};
-use dispatch_sim::{Behavior, EncryptedContentCheck, Script};
+use dispatch_sim::{Behavior, EncryptedContentCheck, Script, Usage};
 use pi_dispatch::domain::text::table;
 use pi_dispatch::{Context, Endpoints, Proxy, now_ms};
 use reqwest::Url;
@@ -238,7 +238,10 @@ async fn second_process(rig: &Rig) -> (Arc<Context>, Proxy) {
 
 #[tokio::test]
 async fn a_session_continued_in_another_process_returns_to_its_account() {
-    let rig = rig(Script::default_accounts(2)).await;
+    // acct-a's replies report it used, so a fresh choice never finds it untouched.
+    let mut script = Script::default_accounts(2);
+    script.accounts[0].usage = Usage::percent(20.0, 30.0);
+    let rig = rig(script).await;
     let history = first_turn(&rig).await;
     rig.ctx.pool.flush().await;
     // acct-b now looks better to a fresh choice: untouched.
@@ -279,7 +282,8 @@ async fn a_session_continued_in_another_process_returns_to_its_account() {
         .send()
         .await
         .unwrap();
-    assert!(fresh.text().await.unwrap().contains("hello from acct-b"));
+    let fresh = fresh.text().await.unwrap();
+    assert!(fresh.contains("hello from acct-b"), "{fresh}");
 }
 
 #[tokio::test]
