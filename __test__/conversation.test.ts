@@ -9,9 +9,9 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import {
+  dispatchModels,
   EXTENSION,
   GENERATIONS,
-  listModels,
   makeHome,
   type RpcMessage,
   RpcPi,
@@ -99,12 +99,7 @@ for (const generation of GENERATIONS) {
       });
 
     before(async () => {
-      const scratch = makeHome();
-      try {
-        [model] = await listModels(generation, "dispatch", scratch);
-      } finally {
-        scratch.cleanup();
-      }
+      [model] = await dispatchModels(generation);
       assert.ok(model, "pi lists the dispatch models");
     });
 

@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
+  dispatchModels,
   EXTENSION,
   GENERATIONS,
-  listModels,
   makeHome,
   type PiRun,
   runPi,
@@ -82,12 +82,7 @@ for (const generation of GENERATIONS) {
       );
 
     before(async () => {
-      const scratch = makeHome();
-      try {
-        [model] = await listModels(generation, "dispatch", scratch);
-      } finally {
-        scratch.cleanup();
-      }
+      [model] = await dispatchModels(generation);
       assert.ok(model, "pi lists the dispatch models");
     });
 

@@ -535,6 +535,16 @@ export async function listModels(
   return modelsListed(run, provider);
 }
 
+/** The dispatch provider's model ids as this pi generation lists them from a scratch home. */
+export async function dispatchModels(generation: PiGeneration): Promise<string[]> {
+  const scratch = makeHome();
+  try {
+    return await listModels(generation, "dispatch", scratch);
+  } finally {
+    scratch.cleanup();
+  }
+}
+
 /** The model ids of `provider` in the table a `pi --list-models` run printed. */
 export function modelsListed(run: PiRun, provider: string): string[] {
   return `${run.stdout}\n${run.stderr}`

@@ -10,9 +10,9 @@ import { before, describe, test } from "node:test";
 import {
   assertNoSecretIn,
   consent,
+  dispatchModels,
   EXTENSION,
   GENERATIONS,
-  listModels,
   makeHome,
   piCommand,
   piVersion,
@@ -113,12 +113,7 @@ for (const generation of GENERATIONS) {
     let model: string;
 
     before(async () => {
-      const scratch = makeHome();
-      try {
-        [model] = await listModels(generation, "dispatch", scratch);
-      } finally {
-        scratch.cleanup();
-      }
+      [model] = await dispatchModels(generation);
       assert.ok(model, "pi lists the dispatch models");
     });
 

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
   assertNoSecretPrinted,
+  dispatchModels,
   EXTENSION,
   GENERATIONS,
-  listModels,
   makeHome,
   runPi,
   Sim,
@@ -71,12 +71,7 @@ for (const generation of GENERATIONS) {
       });
 
     before(async () => {
-      const scratch = makeHome();
-      try {
-        models = await listModels(generation, "dispatch", scratch);
-      } finally {
-        scratch.cleanup();
-      }
+      models = await dispatchModels(generation);
       assert.ok(models.length >= 2, `pi lists dispatch models: ${JSON.stringify(models)}`);
     });
 

@@ -200,6 +200,21 @@ pub fn one_account(behavior: Behavior) -> Script {
 }
 
 impl Rig {
+    /// The account labelled `label` as the file holds it, after the pool's pending writes.
+    pub async fn stored(&self, label: &str) -> Account {
+        self.ctx.pool.flush().await;
+        let file = self.store.load().unwrap();
+        file.accounts
+            .into_iter()
+            .find(|a| a.label == label)
+            .unwrap()
+    }
+
+    /// Model requests the simulator answered for sim account `id`.
+    pub fn responses(&self, id: &str) -> u64 {
+        self.sim.stats().account(id).responses
+    }
+
     pub fn url(&self) -> String {
         format!("{}/codex/responses", self.proxy.base_url())
     }

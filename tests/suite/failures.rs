@@ -11,7 +11,7 @@ use super::common;
 use super::common::{Rig, rig, rig_timed};
 use dispatch_sim::{Behavior, RetryAfterFormat, Script, StreamErrorStyle};
 use pi_dispatch::domain::account::AttentionKind;
-use pi_dispatch::{Account, AccountState, Timeouts, now_ms};
+use pi_dispatch::{AccountState, Timeouts, now_ms};
 
 /// `n` accounts; acct-a answers `first`, the others answer normally.
 fn first_fails(n: usize, first: Behavior) -> Script {
@@ -46,23 +46,10 @@ async fn reply(rig: &Rig) -> (u16, String) {
     (status, common::show(response.text().await.unwrap()))
 }
 
-async fn stored(rig: &Rig, label: &str) -> Account {
-    rig.ctx.pool.flush().await;
-    let file = rig.store.load().unwrap();
-    file.accounts
-        .into_iter()
-        .find(|a| a.label == label)
-        .unwrap()
-}
-
-fn responses(rig: &Rig, id: &str) -> u64 {
-    rig.sim.stats().account(id).responses
-}
-
 fn total(rig: &Rig) -> u64 {
     ["acct-a", "acct-b", "acct-c", "acct-d"]
         .iter()
-        .map(|id| responses(rig, id))
+        .map(|id| rig.responses(id))
         .sum()
 }
 
@@ -114,7 +101,7 @@ async fn the_request_s_own_fault_reaches_pi_once_with_the_backend_s_words() {
         assert!(body.contains(words), "{behavior:?}: {body}");
         assert_eq!(total(&rig), 1, "exactly one upstream request: {behavior:?}");
         for label in ["acct-a", "acct-b", "acct-c", "acct-d"] {
-            let account = stored(&rig, label).await;
+            let account = rig.stored(label).await;
             assert_eq!(account.state, AccountState::Usable, "{behavior:?} {label}");
             assert!(account.attention.is_none(), "{behavior:?} {label}");
         }
@@ -138,7 +125,7 @@ async fn a_flagged_prompt_never_reaches_a_second_account() {
         let (_, body) = reply(&rig).await;
         assert!(body.contains("cyber_policy"), "{body}");
     }
-    assert_eq!(responses(&rig, "acct-a"), 3);
+    assert_eq!(rig.responses("acct-a"), 3);
     assert_eq!(total(&rig), 3, "no other account ever saw the prompt");
 }
 
@@ -165,17 +152,17 @@ async fn account_faults_stick_until_fixed_and_the_request_moves_on() {
         let rig = rig(first_fails(2, behavior.clone())).await;
         let (_, body) = reply(&rig).await;
         assert!(body.contains("hello from acct-b"), "{behavior:?}: {body}");
-        let account = stored(&rig, "acct-a").await;
+        let account = rig.stored("acct-a").await;
         assert_eq!(
             account.attention.as_ref().map(|a| a.kind),
             Some(kind),
             "{behavior:?}"
         );
         // A new session is never sent to it.
-        let before = responses(&rig, "acct-a");
+        let before = rig.responses("acct-a");
         let response = rig.pi_request_in("another").send().await.unwrap();
         assert!(response.text().await.unwrap().contains("hello from acct-b"));
-        assert_eq!(responses(&rig, "acct-a"), before, "{behavior:?}");
+        assert_eq!(rig.responses("acct-a"), before, "{behavior:?}");
         // Status shows the reason and the fix.
         let status = pi_dispatch::runtime::commands::status(&rig.ctx, None, false)
             .await
@@ -209,7 +196,7 @@ async fn a_login_refused_even_after_a_refresh_needs_attention_and_a_good_usage_f
         "one refresh first"
     );
     assert_eq!(stats.account("acct-a").responses, 2, "then one more try");
-    let account = stored(&rig, "acct-a").await;
+    let account = rig.stored("acct-a").await;
     assert_eq!(
         account.attention.map(|a| a.kind),
         Some(AttentionKind::Deactivated)
@@ -223,7 +210,7 @@ async fn a_login_refused_even_after_a_refresh_needs_attention_and_a_good_usage_f
         .await
         .unwrap();
     assert!(fetched.iter().all(|f| f.result.is_ok()), "{fetched:?}");
-    assert!(stored(&rig, "acct-a").await.attention.is_none());
+    assert!(rig.stored("acct-a").await.attention.is_none());
 }
 
 #[tokio::test]
@@ -232,7 +219,7 @@ async fn a_cdn_challenge_is_trouble_for_that_attempt_only() {
     let before = now_ms();
     let (_, body) = reply(&rig).await;
     assert!(body.contains("hello from acct-b"), "{body}");
-    let account = stored(&rig, "acct-a").await;
+    let account = rig.stored("acct-a").await;
     assert!(account.attention.is_none(), "not an account fault");
     match account.state {
         AccountState::Benched { until_ms, reason } => {
@@ -265,7 +252,7 @@ async fn overload_tries_one_other_account_then_tells_pi_to_retry() {
         assert!(body.contains("overloaded"), "pi's retry word: {body}");
         assert_eq!(total(&rig), 2, "{overloaded:?}: at most one other account");
         for label in ["acct-a", "acct-b"] {
-            assert_eq!(stored(&rig, label).await.state, AccountState::Usable);
+            assert_eq!(rig.stored(label).await.state, AccountState::Usable);
         }
     }
     // One overloaded account and a healthy one: the healthy one answers.
@@ -295,7 +282,7 @@ async fn a_usage_limit_in_any_event_shape_after_any_opening_event_rotates() {
             "the failed attempt's opening never reaches pi: {body}"
         );
         // A usage limit rests the family the request counted against (the main one here).
-        let limits = stored(&rig, "acct-a").await.limits;
+        let limits = rig.stored("acct-a").await.limits;
         assert_eq!(limits.len(), 1, "{style:?}: {limits:?}");
         assert!(
             limits[0].until_ms.abs_diff(now_ms() + 3_600_000) < 10_000,
@@ -323,8 +310,8 @@ async fn a_stalled_account_is_failed_over_and_rests_briefly() {
         let (_, body) = reply(&rig).await;
         assert!(body.contains("hello from acct-b"), "{stall:?}: {body}");
         assert!(started.elapsed() < Duration::from_secs(10), "{stall:?}");
-        assert_eq!(responses(&rig, "acct-a"), 1, "{stall:?}: not retried there");
-        match stored(&rig, "acct-a").await.state {
+        assert_eq!(rig.responses("acct-a"), 1, "{stall:?}: not retried there");
+        match rig.stored("acct-a").await.state {
             AccountState::Benched { reason, .. } => assert!(reason.contains("stalled")),
             other => panic!("{stall:?}: {other:?}"),
         }
@@ -342,7 +329,7 @@ async fn every_form_of_retry_after_benches_for_its_time() {
         let before = now_ms();
         let (_, body) = reply(&rig).await;
         assert!(body.contains("hello from acct-b"), "{format:?}: {body}");
-        match stored(&rig, "acct-a").await.state {
+        match rig.stored("acct-a").await.state {
             AccountState::Benched { until_ms, .. } => {
                 let rest = until_ms.saturating_sub(before);
                 assert!((38_000..=42_000).contains(&rest), "{format:?}: {rest} ms");
@@ -367,7 +354,7 @@ async fn upstream_is_asked_for_identity_so_error_bodies_can_be_read() {
         first.headers.get("accept-encoding").map(String::as_str),
         Some("identity")
     );
-    let limits = stored(&rig, "acct-a").await.limits;
+    let limits = rig.stored("acct-a").await.limits;
     assert!(
         limits.iter().any(|l| l.reason == "usage limit"),
         "the 429 was read as what it is: {limits:?}"

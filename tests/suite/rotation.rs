@@ -26,25 +26,12 @@ async fn answer(rig: &Rig) -> String {
     common::show(response.text().await.unwrap())
 }
 
-async fn stored(rig: &Rig, label: &str) -> Account {
-    rig.ctx.pool.flush().await;
-    let file = rig.store.load().unwrap();
-    file.accounts
-        .into_iter()
-        .find(|a| a.label == label)
-        .unwrap()
-}
-
 /// Resting for the main family's models, by a bench or a limit.
 fn benched(account: &Account) -> bool {
     matches!(
         select::availability(account, MAIN_FAMILY, now_ms()),
         Availability::Benched { .. }
     )
-}
-
-fn responses(rig: &Rig, id: &str) -> u64 {
-    rig.sim.stats().account(id).responses
 }
 
 #[tokio::test]
@@ -60,7 +47,7 @@ async fn a_usage_limit_benches_the_account_until_its_reset_and_moves_on() {
 
     // The limit rests the family the request counted against (the sim names it), not the
     // whole account.
-    let a = stored(&rig, "acct-a").await;
+    let a = rig.stored("acct-a").await;
     assert_eq!(a.state, AccountState::Usable);
     match select::availability(&a, MAIN_FAMILY, now_ms()) {
         Availability::Benched { until_ms, reason } => {
@@ -77,9 +64,9 @@ async fn a_usage_limit_benches_the_account_until_its_reset_and_moves_on() {
     for _ in 0..3 {
         assert!(answer(&rig).await.contains("hello from acct-b"));
     }
-    assert_eq!(responses(&rig, "acct-a"), 1);
-    assert_eq!(responses(&rig, "acct-b"), 4);
-    assert_eq!(responses(&rig, "acct-c"), 0);
+    assert_eq!(rig.responses("acct-a"), 1);
+    assert_eq!(rig.responses("acct-b"), 4);
+    assert_eq!(rig.responses("acct-c"), 0);
 }
 
 #[tokio::test]
@@ -94,7 +81,7 @@ async fn a_usage_limit_inside_the_stream_is_rotated_in_both_styles() {
                 1,
                 "the failed attempt's opening events were held back: {text}"
             );
-            assert!(benched(&stored(&rig, "acct-a").await));
+            assert!(benched(&rig.stored("acct-a").await));
         }
     }
 }
@@ -104,7 +91,7 @@ async fn throttling_benches_for_seconds_not_hours() {
     let rig = rig(first_fails(Behavior::rate_limited(20))).await;
     let before = now_ms();
     assert!(answer(&rig).await.contains("hello from acct-b"));
-    match stored(&rig, "acct-a").await.state {
+    match rig.stored("acct-a").await.state {
         AccountState::Benched { until_ms, reason } => {
             assert_eq!(reason, "throttled");
             assert!(until_ms.abs_diff(before + 20_000) < 5_000, "{until_ms}");
@@ -119,7 +106,7 @@ async fn throttling_benches_for_seconds_not_hours() {
     .await;
     let before = now_ms();
     assert!(answer(&rig).await.contains("hello from acct-b"));
-    match stored(&rig, "acct-a").await.state {
+    match rig.stored("acct-a").await.state {
         AccountState::Benched { until_ms, .. } => {
             assert!(until_ms.abs_diff(before + 5_000) < 3_000, "{until_ms}")
         }
@@ -132,7 +119,7 @@ async fn a_plan_without_codex_makes_the_account_unusable() {
     let rig = rig(first_fails(Behavior::UsageNotIncluded)).await;
     assert!(answer(&rig).await.contains("hello from acct-b"));
     assert!(matches!(
-        stored(&rig, "acct-a").await.state,
+        rig.stored("acct-a").await.state,
         AccountState::Disabled { .. }
     ));
 }
@@ -161,7 +148,7 @@ async fn backend_errors_are_tried_once_more_then_move_on_without_benching() {
     ] {
         let rig = rig(first_fails(behavior.clone())).await;
         assert!(answer(&rig).await.contains("hello from acct-b"));
-        assert_eq!(stored(&rig, "acct-a").await.state, AccountState::Usable);
+        assert_eq!(rig.stored("acct-a").await.state, AccountState::Usable);
         let stats = rig.sim.stats();
         assert_eq!(stats.account("acct-a").responses, tries, "{behavior:?}");
         assert_eq!(stats.account("acct-b").responses, 1, "{behavior:?}");
@@ -225,9 +212,9 @@ async fn a_failure_after_output_reaches_pi_and_is_not_retried() {
     assert_eq!(response.status(), 200);
     let result = response.text().await;
     assert!(result.is_err(), "the cut reaches the client: {result:?}");
-    assert_eq!(responses(&rig, "acct-a"), 1);
-    assert_eq!(responses(&rig, "acct-b"), 0);
-    assert_eq!(stored(&rig, "acct-a").await.state, AccountState::Usable);
+    assert_eq!(rig.responses("acct-a"), 1);
+    assert_eq!(rig.responses("acct-b"), 0);
+    assert_eq!(rig.stored("acct-a").await.state, AccountState::Usable);
 }
 
 #[tokio::test]
@@ -273,7 +260,7 @@ async fn when_every_account_is_spent_pi_gets_one_clear_failure_at_once() {
         assert!(!message.to_lowercase().contains(word), "{word}: {message}");
     }
     for id in ["acct-a", "acct-b", "acct-c"] {
-        assert_eq!(responses(&rig, id), 1, "{id}");
+        assert_eq!(rig.responses(id), 1, "{id}");
     }
 
     // Known to be benched now: the next request is answered without any upstream call.
@@ -344,9 +331,9 @@ async fn an_account_known_to_be_benched_or_spent_is_never_asked() {
     for _ in 0..3 {
         answer(&rig).await;
     }
-    assert_eq!(responses(&rig, "acct-a"), 0);
-    assert_eq!(responses(&rig, "acct-b"), 0);
-    assert_eq!(responses(&rig, "acct-c"), 3);
+    assert_eq!(rig.responses("acct-a"), 0);
+    assert_eq!(rig.responses("acct-b"), 0);
+    assert_eq!(rig.responses("acct-c"), 3);
 }
 
 #[tokio::test]
@@ -379,11 +366,11 @@ async fn a_session_keeps_its_account_and_other_sessions_are_chosen_afresh() {
         })
         .unwrap();
     answer(&rig).await;
-    assert_eq!(responses(&rig, "acct-a"), 2, "the session kept acct-a");
+    assert_eq!(rig.responses("acct-a"), 2, "the session kept acct-a");
     let other = rig.pi_request_in("another-session").send().await.unwrap();
     other.text().await.unwrap();
     assert_eq!(
-        responses(&rig, "acct-b"),
+        rig.responses("acct-b"),
         1,
         "a new session gets the policy's pick"
     );
@@ -433,7 +420,7 @@ async fn headers_on_every_reply_update_the_accounts_usage() {
     script.accounts[0].usage = dispatch_sim::Usage::percent(42.0, 7.0);
     let rig = rig(script).await;
     answer(&rig).await;
-    let usage = stored(&rig, "acct-a").await.usage.unwrap();
+    let usage = rig.stored("acct-a").await.usage.unwrap();
     let five = usage
         .window(pi_dispatch::domain::usage::WindowKind::FiveHour)
         .unwrap();
@@ -462,10 +449,6 @@ async fn pi_aborting_during_a_retry_cancels_it_and_benches_nothing_more() {
         })
         .await;
     assert!(seen.is_some(), "{:?}", rig.sim.requests());
-    assert_eq!(stored(&rig, "acct-b").await.state, AccountState::Usable);
-    assert_eq!(
-        responses(&rig, "acct-c"),
-        0,
-        "nothing tried after the abort"
-    );
+    assert_eq!(rig.stored("acct-b").await.state, AccountState::Usable);
+    assert_eq!(rig.responses("acct-c"), 0, "nothing tried after the abort");
 }

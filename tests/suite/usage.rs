@@ -10,7 +10,7 @@ use dispatch_sim::{AccountScript, Credits, FamilyScript, Script, Usage, Window};
 use pi_dispatch::domain::select::{self, Availability};
 use pi_dispatch::domain::usage::MAIN_FAMILY;
 use pi_dispatch::runtime::commands;
-use pi_dispatch::{Account, Timeouts, now_ms};
+use pi_dispatch::{Timeouts, now_ms};
 
 const SPARK: &str = "codex_bengalfox";
 
@@ -72,21 +72,8 @@ async fn ask(rig: &Rig, session: &str, model: &str) -> String {
     common::show(response.text().await.unwrap())
 }
 
-fn responses(rig: &Rig, id: &str) -> u64 {
-    rig.sim.stats().account(id).responses
-}
-
 fn usage_calls(rig: &Rig, id: &str) -> u64 {
     rig.sim.stats().account(id).wham_usage
-}
-
-async fn stored(rig: &Rig, label: &str) -> Account {
-    rig.ctx.pool.flush().await;
-    let file = rig.store.load().unwrap();
-    file.accounts
-        .into_iter()
-        .find(|a| a.label == label)
-        .unwrap()
 }
 
 fn report(pool: &pi_dispatch::domain::status::PoolStatus) -> String {
@@ -115,9 +102,9 @@ async fn usage_is_learned_before_a_sessions_first_pick_so_the_untouched_account_
         let text = ask(&rig, &format!("session-{n}"), "gpt-test").await;
         assert!(text.contains("hello from acct-c"), "{text}");
     }
-    assert_eq!(responses(&rig, "acct-c"), 5);
+    assert_eq!(rig.responses("acct-c"), 5);
     for id in ["acct-a", "acct-b", "acct-d"] {
-        assert_eq!(responses(&rig, id), 0, "{id} gets no request");
+        assert_eq!(rig.responses(id), 0, "{id} gets no request");
     }
     // Fetched once each: the later picks found it fresh.
     for id in ["acct-a", "acct-b", "acct-c", "acct-d"] {
@@ -240,7 +227,7 @@ async fn an_account_the_last_headers_report_at_100_percent_is_never_asked() {
         let text = ask(&rig, &format!("session-{n}"), "gpt-test").await;
         assert!(text.contains("hello from acct-b"), "{text}");
     }
-    assert_eq!(responses(&rig, "acct-a"), 1);
+    assert_eq!(rig.responses("acct-a"), 1);
 }
 
 /// acct-a's Spark family is spent; acct-b's is not. The family's display name is `name`.
@@ -264,7 +251,7 @@ async fn a_family_limit_leaves_the_account_serving_other_models_and_the_family_i
     let notices = rig.ctx.pool.take_notices("session-1");
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].why, "usage limit reached");
-    let a = stored(&rig, "acct-a").await;
+    let a = rig.stored("acct-a").await;
     assert_eq!(a.limits.len(), 1, "{:?}", a.limits);
     assert_eq!(a.limits[0].family, SPARK);
     assert_eq!(
@@ -283,13 +270,13 @@ async fn a_family_limit_leaves_the_account_serving_other_models_and_the_family_i
             .await
             .contains("hello from acct-b")
     );
-    assert_eq!(responses(&rig, "acct-a"), 1);
+    assert_eq!(rig.responses("acct-a"), 1);
     assert!(
         ask(&rig, "session-3", "gpt-test")
             .await
             .contains("hello from acct-a")
     );
-    assert_eq!(responses(&rig, "acct-a"), 2);
+    assert_eq!(rig.responses("acct-a"), 2);
     assert_eq!(rig.sim.stats().account("acct-a").limit_refused, 1);
 }
 
@@ -303,7 +290,7 @@ async fn a_family_the_usage_endpoint_reports_spent_is_never_asked_for_its_model(
             .await
             .contains("hello from acct-b")
     );
-    assert_eq!(responses(&rig, "acct-a"), 0);
+    assert_eq!(rig.responses("acct-a"), 0);
     assert!(
         ask(&rig, "session-2", "gpt-test")
             .await
@@ -411,7 +398,7 @@ async fn a_usage_based_plan_is_used_only_when_allowed_and_after_included_quota()
         ),
         "{text}"
     );
-    assert_eq!(responses(&rig, "acct-a"), 0);
+    assert_eq!(rig.responses("acct-a"), 0);
     commands::set_spend_money(&rig.ctx, true).unwrap();
     assert!(
         ask(&rig, "session-3", "gpt-test")
@@ -430,7 +417,7 @@ async fn fresh_news_lifts_a_limit_before_its_reset() {
             .await
             .contains("hello from acct-b")
     );
-    let limited = stored(&rig, "acct-a").await;
+    let limited = rig.stored("acct-a").await;
     assert_eq!(limited.limits.len(), 1);
 
     // The same numbers again are no news: still resting.
@@ -463,7 +450,7 @@ async fn fresh_news_lifts_a_limit_before_its_reset() {
         .refresh_older_than(Duration::ZERO)
         .await
         .unwrap();
-    let lifted = stored(&rig, "acct-a").await;
+    let lifted = rig.stored("acct-a").await;
     assert!(lifted.limits.is_empty(), "{:?}", lifted.limits);
     assert!(
         ask(&rig, "session-3", "gpt-test")
