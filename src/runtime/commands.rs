@@ -31,11 +31,10 @@ pub async fn status(
     let file = ctx.pool.snapshot()?;
     let now = now_ms();
     let seat = session.and_then(|s| ctx.pool.seat(s));
-    let need = Need::main(file.settings.spend_money);
     let active = ctx
         .pool
-        .choose(session, &file, &need, now, |_| false)
-        .map(|(account, reason)| Choice::new(account, reason, seat.as_ref()));
+        .choose(session, None, &file, now, |_| false)
+        .map(|seated| Choice::new(&seated.account, seated.reason, seat.as_ref()));
     Ok(PoolStatus::build(
         ctx.store.path().display().to_string(),
         &file.accounts,

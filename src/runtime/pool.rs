@@ -27,6 +27,16 @@ use crate::domain::usage::Observation;
 use crate::error::Error;
 use crate::io::store::{FileIdentity, Loaded, Store};
 
+/// The account a request goes to, with the pool it was chosen from.
+#[derive(Clone, Debug)]
+pub struct Seated {
+    pub file: Arc<AccountsFile>,
+    /// The limit family the request counts against.
+    pub family: String,
+    pub account: Account,
+    pub reason: Reason,
+}
+
 /// Told to a session once, after a request moved it to another account.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
@@ -128,28 +138,40 @@ impl Pool {
         Ok(keep(&self.parsed, self.store.load_identified()?))
     }
 
-    /// The account for a session's next request, and why; `excluded` are already tried.
-    pub fn choose<'a>(
+    /// The account for a session's next request of `model` (its limit family decides what
+    /// can serve), and why; `excluded` are already tried.
+    pub fn choose(
         &self,
         session: Option<&str>,
-        file: &'a AccountsFile,
-        need: &Need<'_>,
+        model: Option<&str>,
+        file: &Arc<AccountsFile>,
         now_ms: u64,
         excluded: impl Fn(&Account) -> bool,
-    ) -> Option<(&'a Account, Reason)> {
+    ) -> Option<Seated> {
+        let family = file.family_of(model);
+        let need = Need {
+            family: &family,
+            spend_money: file.settings.spend_money,
+        };
         let served_before = session
             .and_then(|s| file.binding(s, now_ms))
             .map(|b| b.account_id.as_str());
         let state = &mut *self.state.lock();
-        state.sessions.choose(
+        let (account, reason) = state.sessions.choose(
             session,
             &file.accounts,
             served_before,
-            need,
+            &need,
             now_ms,
             excluded,
             &mut state.rng,
-        )
+        )?;
+        Some(Seated {
+            account: account.clone(),
+            reason,
+            family,
+            file: file.clone(),
+        })
     }
 
     pub fn seat(&self, session: &str) -> Option<select::Seat> {
@@ -164,18 +186,20 @@ impl Pool {
     /// session off another account, the session is owed a notice. The shared file learns the
     /// binding (with the fingerprints of the history's items the account cannot read,
     /// `foreign`) only when it changed: a session that stays on its account costs no write.
-    #[allow(clippy::too_many_arguments)]
     pub fn settle(
         &self,
         session: &str,
-        served_by: &Account,
-        reason: Reason,
-        family: &str,
-        file: &AccountsFile,
+        seated: &Seated,
         failures: &[(String, Failure)],
         foreign: Vec<String>,
         now_ms: u64,
     ) {
+        let Seated {
+            file,
+            family,
+            account: served_by,
+            reason,
+        } = seated;
         let binding = file.binding(session, now_ms);
         let served_before = binding.map(|b| b.account_id.clone());
         let unchanged =
@@ -190,7 +214,9 @@ impl Pool {
         }
         let accounts = &file.accounts;
         let state = &mut *self.state.lock();
-        let moved = state.sessions.settle(session, &served_by.id, reason);
+        let moved = state
+            .sessions
+            .settle(session, &served_by.id, reason.clone());
         let label = |id: &str| {
             accounts
                 .iter()

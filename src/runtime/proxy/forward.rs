@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::io::clock::now_ms;
 use crate::runtime::auth::TokenError;
 use crate::runtime::context::Context;
+use crate::runtime::pool::Seated;
 
 /// Upstream attempts for one request at most, however large the pool.
 const MAX_ATTEMPTS: usize = 16;
@@ -78,12 +79,7 @@ pub async fn forward(
     let mut failures: Vec<(String, Failure)> = Vec::new();
     let mut waited = false;
     while tried.len() < MAX_ATTEMPTS {
-        let Seated {
-            file,
-            family,
-            account,
-            reason,
-        } = match seat(ctx, session.as_deref(), model.as_deref(), &tried).await {
+        let seated = match seat(ctx, session.as_deref(), model.as_deref(), &tried).await {
             Ok(Some(seated)) => seated,
             Ok(None) => {
                 // Nothing left to try: when the first account is back soon, wait for it, once.
@@ -103,6 +99,7 @@ pub async fn forward(
             }
             Err(e) => return Ok(failure_stream(&text::proxy_store_problem(&e.chain()))),
         };
+        let (file, family, account) = (&seated.file, &seated.family, &seated.account);
         tried.insert(account.id.clone());
         // Only the account that served the session can read its reasoning.
         let known = session
@@ -110,25 +107,23 @@ pub async fn forward(
             .and_then(|s| file.binding(s, now_ms()))
             .filter(|b| b.account_id == account.id)
             .map(|b| b.foreign.as_slice());
-        match attempt(ctx, &parts.headers, &account, &body, known).await {
+        match attempt(ctx, &parts.headers, account, &body, known).await {
             Ok((response, foreign)) => {
                 let active = usage::active_family(response.headers());
-                learn_family(ctx, &file, model.as_deref(), active.as_deref());
+                learn_family(ctx, file, model.as_deref(), active.as_deref());
                 if let Some(session) = &session {
                     let now = now_ms();
-                    ctx.pool.settle(
-                        session, &account, reason, &family, &file, &failures, foreign, now,
-                    );
+                    ctx.pool.settle(session, &seated, &failures, foreign, now);
                 }
                 persist_failures(ctx, &failures).await;
                 return Ok(response);
             }
             Err(Failed { failure, seen, .. }) => {
                 let active = seen.as_ref().and_then(|s| s.active_family.as_deref());
-                learn_family(ctx, &file, model.as_deref(), active);
+                learn_family(ctx, file, model.as_deref(), active);
                 ctx.pool
-                    .record_failure(&account.id, &failure, &family, seen.as_ref(), now_ms());
-                failures.push((account.id, failure));
+                    .record_failure(&account.id, &failure, family, seen.as_ref(), now_ms());
+                failures.push((account.id.clone(), failure));
                 let overloaded: Vec<&str> = failures
                     .iter()
                     .filter(|(_, f)| matches!(f, Failure::Overloaded { .. }))
@@ -168,15 +163,6 @@ fn brief_wait(accounts: &[Account], family: &str, now_ms: u64) -> Option<Duratio
     (wait <= BRIEF_WAIT_MS).then(|| Duration::from_millis(wait))
 }
 
-/// The account a request goes to, with the pool it was chosen from.
-struct Seated {
-    file: Arc<AccountsFile>,
-    /// The limit family the request counts against.
-    family: String,
-    account: Account,
-    reason: Reason,
-}
-
 /// The seat step: the session's own account while it can serve; else the policy's pick, made
 /// once every account's usage is known and fresh ([`crate::runtime::usage::UsageFeed::before_pick`]).
 async fn seat(
@@ -186,7 +172,11 @@ async fn seat(
     tried: &HashSet<String>,
 ) -> Result<Option<Seated>, Error> {
     let file = ctx.pool.snapshot()?;
-    let chosen = choose(ctx, session, model, &file, tried);
+    let choose = |file: &Arc<AccountsFile>| {
+        ctx.pool
+            .choose(session, model, file, now_ms(), |a| tried.contains(&a.id))
+    };
+    let chosen = choose(&file);
     let sticky = chosen.as_ref().is_some_and(|s| {
         matches!(
             s.reason,
@@ -196,31 +186,7 @@ async fn seat(
     if sticky || !ctx.usage.before_pick(&file.accounts, now_ms()).await {
         return Ok(chosen);
     }
-    Ok(choose(ctx, session, model, &ctx.pool.snapshot()?, tried))
-}
-
-fn choose(
-    ctx: &Context,
-    session: Option<&str>,
-    model: Option<&str>,
-    file: &Arc<AccountsFile>,
-    tried: &HashSet<String>,
-) -> Option<Seated> {
-    let family = file.family_of(model);
-    let need = Need {
-        family: &family,
-        spend_money: file.settings.spend_money,
-    };
-    let (account, reason) = ctx
-        .pool
-        .choose(session, file, &need, now_ms(), |a| tried.contains(&a.id))
-        .map(|(account, reason)| (account.clone(), reason))?;
-    Some(Seated {
-        file: file.clone(),
-        family,
-        account,
-        reason,
-    })
+    Ok(choose(&ctx.pool.snapshot()?))
 }
 
 /// A reply named the family its request counted against: remembered for the model.
