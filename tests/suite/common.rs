@@ -169,6 +169,15 @@ pub fn add(store: &Store, account: Account) -> Result<(), pi_dispatch::Error> {
     })
 }
 
+/// The /dispatch-status table as a user sees it (in UTC), through [`show`].
+pub fn report(pool: &pi_dispatch::domain::status::PoolStatus) -> String {
+    show(pi_dispatch::domain::text::table::status(
+        pool,
+        pi_dispatch::now_ms(),
+        &jiff::tz::TimeZone::UTC,
+    ))
+}
+
 /// Prints what a user would see, so `npm test`'s scan of all Rust test output
 /// (scripts/rust-tests.mjs) checks it for tokens; returns it for the test's own assertions.
 pub fn show(text: String) -> String {

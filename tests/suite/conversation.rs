@@ -8,8 +8,7 @@ use std::sync::Arc;
 use super::common;
 use super::common::{Rig, rig};
 use dispatch_sim::{Behavior, EncryptedContentCheck, Script, Usage};
-use pi_dispatch::domain::text::table;
-use pi_dispatch::{Context, Endpoints, Proxy, now_ms};
+use pi_dispatch::{Context, Endpoints, Proxy};
 use reqwest::Url;
 use serde_json::{Value, json};
 
@@ -257,7 +256,7 @@ async fn a_session_continued_in_another_process_returns_to_its_account() {
     let status = pi_dispatch::runtime::commands::status(&ctx, Some(SESSION), false)
         .await
         .unwrap();
-    let shown = common::show(table::status(&status, now_ms(), &jiff::tz::TimeZone::UTC));
+    let shown = common::report(&status);
     assert!(
         shown.contains("This session continues on acct-a: it served this session before"),
         "{shown}"

@@ -167,11 +167,7 @@ async fn account_faults_stick_until_fixed_and_the_request_moves_on() {
         let status = pi_dispatch::runtime::commands::status(&rig.ctx, None, false)
             .await
             .unwrap();
-        let report = common::show(pi_dispatch::domain::text::table::status(
-            &status,
-            now_ms(),
-            &jiff::tz::TimeZone::UTC,
-        ));
+        let report = common::report(&status);
         assert!(
             report.contains("needs attention: ") && report.contains(words),
             "{report}"

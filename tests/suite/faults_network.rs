@@ -185,11 +185,7 @@ async fn a_cdn_challenge_on_the_usage_path_is_reported_as_such_and_no_other_path
     let status = pi_dispatch::runtime::commands::status(&rig.ctx, None, true)
         .await
         .unwrap();
-    let report = common::show(pi_dispatch::domain::text::table::status(
-        &status,
-        now_ms(),
-        &jiff::tz::TimeZone::UTC,
-    ));
+    let report = common::report(&status);
     assert!(
         report.contains("\n    stale: 1h 0m old; /backend-api/wham/usage: the CDN in front of ChatGPT (Cloudflare) answered with a challenge page"),
         "{report}"

@@ -76,14 +76,6 @@ fn usage_calls(rig: &Rig, id: &str) -> u64 {
     rig.sim.stats().account(id).wham_usage
 }
 
-fn report(pool: &pi_dispatch::domain::status::PoolStatus) -> String {
-    common::show(pi_dispatch::domain::text::table::status(
-        pool,
-        now_ms(),
-        &jiff::tz::TimeZone::UTC,
-    ))
-}
-
 /// Four accounts whose usage only the endpoint knows; acct-c is untouched, acct-b is spent.
 fn four_accounts() -> Script {
     script(vec![
@@ -301,7 +293,7 @@ async fn a_family_the_usage_endpoint_reports_spent_is_never_asked_for_its_model(
     let status = commands::status(&rig.ctx, Some("session-2"), false)
         .await
         .unwrap();
-    let shown = report(&status);
+    let shown = common::report(&status);
     assert!(
         shown.contains("\n    GPT-Spark: 5h 100% used (resets ")
             && shown.contains("week 40% used (resets "),
@@ -335,7 +327,7 @@ async fn credits_are_unused_unless_allowed_and_then_only_once_included_quota_is_
     let status = commands::status(&rig.ctx, Some("session-2"), false)
         .await
         .unwrap();
-    let shown = report(&status);
+    let shown = common::report(&status);
     assert!(
         shown.contains("\nThis session uses acct-a: every account's included quota is spent"),
         "{shown}"
@@ -475,7 +467,7 @@ async fn status_shows_every_plans_windows_each_family_by_name_credits_and_the_re
     .await;
     forget_usage(&rig);
     let status = commands::status(&rig.ctx, None, true).await.unwrap();
-    let shown = report(&status);
+    let shown = common::report(&status);
     let line = |start: &str| {
         shown
             .lines()

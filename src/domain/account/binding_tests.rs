@@ -5,20 +5,7 @@ fn pool(ids: &[&str]) -> AccountsFile {
         id: id.into(),
         label: id.into(),
         chatgpt_account_id: id.into(),
-        chatgpt_user_id: None,
-        email: None,
-        plan: None,
-        tokens: Tokens {
-            access_token: String::new(),
-            refresh_token: String::new(),
-            id_token: None,
-            expires_at_ms: 0,
-        },
-        state: AccountState::Usable,
-        usage: None,
-        attention: None,
-        limits: Vec::new(),
-        added_at_ms: 0,
+        ..super::tests::account()
     };
     AccountsFile {
         version: 1,

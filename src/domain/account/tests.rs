@@ -3,7 +3,8 @@ use crate::domain::usage::{FamilyUsage, Source, UsageWindow};
 
 const NOW: u64 = 1_770_000_000_000;
 
-fn account() -> Account {
+/// A usable account with empty tokens and nothing learned yet (also binding_tests' pool).
+pub(super) fn account() -> Account {
     Account {
         id: "id".into(),
         label: "a".into(),
